@@ -1,0 +1,1 @@
+"""Sub-commands of `federation`: one module each (NAME, HELP, configure, run)."""
