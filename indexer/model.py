@@ -1,0 +1,168 @@
+"""The union record: one work, the bibliographic records every library contributed for it,
+and all their items, each with its provenance.
+
+Stores persist `UnionRecord`s whole (as `to_dict()` JSON) and index the `IndexDocument`
+derived from them; live item status is kept on the `Item`s and can change without the
+bibliographic part being touched.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class MarcFormat(str, enum.Enum):
+    MARC21 = "marc21"
+    UNIMARC = "unimarc"
+    CNMARC = "cnmarc"  # UNIMARC as the National Library of China profiles it (905 holdings, 690 CLC, ...)
+
+
+class Availability(str, enum.Enum):
+    """An item's status as readers see it; the circulation rules derive lending from it."""
+
+    AVAILABLE = "available"
+    ON_LOAN = "on_loan"
+    IN_TRANSIT = "in_transit"
+    ON_HOLD = "on_hold"
+    REFERENCE_ONLY = "reference_only"  # on the shelf, may not leave the library
+    LOST = "lost"
+    MISSING = "missing"
+    WITHDRAWN = "withdrawn"
+    UNKNOWN = "unknown"
+
+
+@dataclass
+class Item:
+    """One physical copy."""
+
+    barcode: str
+    library: str                 # network library code (after mapping the source's code)
+    tier: str = ""               # the library's tier, filled in from the rule set
+    call_number: str = ""
+    location: str = ""           # shelving location / collection code
+    status: str = ""             # the source system's status text or code, as given
+    availability: Availability = Availability.UNKNOWN
+    due_date: str = ""           # ISO date when on loan
+    material_type: str = ""
+    source_library: str = ""     # the library code as the export wrote it
+    source_record: str = ""      # id of the contributing bibliographic record
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["availability"] = self.availability.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Item":
+        values = dict(data)
+        values["availability"] = Availability(values.get("availability", "unknown"))
+        return cls(**values)
+
+
+@dataclass
+class Contribution:
+    """One library's bibliographic record for the work, with the items it sent."""
+
+    library: str
+    source_id: str               # the record's id in the library's system (001 / control number)
+    format: MarcFormat
+    marc: dict[str, Any]         # the record in MARC-in-JSON (pymarc's as_dict() shape)
+    batch: str = ""              # ingest batch id
+    fingerprint: str = ""        # hash of the normalized input, to detect unchanged re-ingests
+    items: list[Item] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "library": self.library,
+            "source_id": self.source_id,
+            "format": self.format.value,
+            "marc": self.marc,
+            "batch": self.batch,
+            "fingerprint": self.fingerprint,
+            "items": [item.to_dict() for item in self.items],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Contribution":
+        return cls(
+            library=data["library"],
+            source_id=data["source_id"],
+            format=MarcFormat(data["format"]),
+            marc=data["marc"],
+            batch=data.get("batch", ""),
+            fingerprint=data.get("fingerprint", ""),
+            items=[Item.from_dict(i) for i in data.get("items", [])],
+        )
+
+
+@dataclass
+class UnionRecord:
+    """A work in the union catalogue.
+
+    `id` is stable across re-ingests (derived from the primary match key). `master` names the
+    contribution whose bibliographic record is shown (`library`, `source_id`). `fields` holds
+    the extracted index values (canonical index name -> values) of the master record plus the
+    identifiers of all contributions; `match_keys` are the dedup keys (`isbn:978...`,
+    `issn:...`, `work:...`).
+    """
+
+    id: str
+    contributions: list[Contribution]
+    master: tuple[str, str]
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    match_keys: list[str] = field(default_factory=list)
+
+    @property
+    def items(self) -> list[Item]:
+        return [item for c in self.contributions for item in c.items]
+
+    @property
+    def master_contribution(self) -> Contribution:
+        for contribution in self.contributions:
+            if (contribution.library, contribution.source_id) == self.master:
+                return contribution
+        raise LookupError(f"union record {self.id}: master {self.master} is not among its contributions")
+
+    @property
+    def libraries(self) -> list[str]:
+        return sorted({item.library for item in self.items} | {c.library for c in self.contributions})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "master": list(self.master),
+            "fields": self.fields,
+            "match_keys": self.match_keys,
+            "contributions": [c.to_dict() for c in self.contributions],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "UnionRecord":
+        return cls(
+            id=data["id"],
+            master=(data["master"][0], data["master"][1]),
+            fields={k: list(v) for k, v in data.get("fields", {}).items()},
+            match_keys=list(data.get("match_keys", [])),
+            contributions=[Contribution.from_dict(c) for c in data["contributions"]],
+        )
+
+
+@dataclass(frozen=True)
+class ItemStatusUpdate:
+    """A live status change for one item, found by barcode (barcodes are unique in a network)."""
+
+    barcode: str
+    availability: Availability
+    status: str = ""
+    due_date: str = ""
+    location: str | None = None  # None: unchanged
+
+
+@dataclass(frozen=True)
+class ItemUpdateOutcome:
+    barcode: str
+    applied: bool
+    record_id: str | None = None
+    reason: str = ""

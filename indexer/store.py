@@ -1,0 +1,103 @@
+"""The one interface every index store implements (embedded SQLite, Elasticsearch/OpenSearch).
+
+A store keeps union records whole and indexes them by the definitions of
+`config/indexes.yaml` (`indexer.indexes.IndexTable`): record-level values come from
+`UnionRecord.fields`, item-level values from each `Item`. It answers canonical queries
+(`indexer.query`) with the semantics documented there, identically in every implementation;
+`tests/test_store_conformance.py` holds them to it.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from indexer.model import ItemStatusUpdate, ItemUpdateOutcome, UnionRecord
+from indexer.query import ScanRequest, ScanTerm, SearchRequest, SearchResult
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (unreachable, corrupt, misconfigured)."""
+
+
+class QueryNotSupported(StoreError):
+    """A query uses an index or relation the store's index table does not allow."""
+
+
+@dataclass
+class BulkResult:
+    succeeded: int = 0
+    # (record id, reason) of every record that was not written.
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class StoreStats:
+    records: int
+    items: int
+    # library code -> {"records": n, "items": n}
+    by_library: dict[str, dict[str, int]] = field(default_factory=dict)
+    # tier -> {"records": n, "items": n}
+    by_tier: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class Store(abc.ABC):
+    """Async throughout; safe to share between concurrent requests of one process."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Create or attach to the index (idempotent)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> bool:
+        """True when the store answers (for /readyz)."""
+
+    # -- write path ---------------------------------------------------------------------
+    @abc.abstractmethod
+    async def upsert(self, records: Sequence[UnionRecord]) -> BulkResult:
+        """Insert or replace whole union records. Durable when the call returns."""
+
+    @abc.abstractmethod
+    async def delete(self, ids: Sequence[str]) -> BulkResult: ...
+
+    @abc.abstractmethod
+    async def update_items(self, updates: Sequence[ItemStatusUpdate]) -> list[ItemUpdateOutcome]:
+        """Change live item status by barcode without re-extracting the bibliographic record.
+        Visible to the next search when the call returns."""
+
+    @abc.abstractmethod
+    async def find_by_match_keys(self, keys: Sequence[str]) -> dict[str, list[str]]:
+        """For dedup: match key -> ids of union records carrying it (only keys that match)."""
+
+    @abc.abstractmethod
+    async def find_by_contribution(self, library: str, source_ids: Sequence[str]) -> dict[str, str]:
+        """source id -> union record id, for one library's contributed records."""
+
+    @abc.abstractmethod
+    async def ids_of_library(self, library: str) -> list[str]:
+        """Ids of union records that have a contribution from `library` (for full re-ingests)."""
+
+    @abc.abstractmethod
+    async def find_by_barcode(self, barcodes: Sequence[str]) -> dict[str, str]:
+        """barcode -> union record id holding that item."""
+
+    @abc.abstractmethod
+    async def refresh(self) -> None:
+        """Make every acknowledged write visible to search (a no-op where it already is)."""
+
+    # -- read path ----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get(self, ids: Sequence[str]) -> list[UnionRecord | None]:
+        """Records by id, in the order asked, None where absent."""
+
+    @abc.abstractmethod
+    async def search(self, request: SearchRequest) -> SearchResult: ...
+
+    @abc.abstractmethod
+    async def scan(self, request: ScanRequest) -> list[ScanTerm]: ...
+
+    @abc.abstractmethod
+    async def stats(self) -> StoreStats: ...
