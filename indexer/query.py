@@ -38,6 +38,29 @@ records without any value in the index match NE.
 `ItemMatch(query)` matches a record if at least one of its items satisfies `query`, where
 `query` may only use item-level indexes (library, tier, availability, barcode, call_number,
 location, status, ...). `MatchAll` matches every record.
+A Clause on an item-level index outside an ItemMatch means `ItemMatch(clause)`, except NE,
+which then means that no item equals the term (the record fails `ItemMatch(EXACT)`); inside an
+ItemMatch, NE holds for an item whose value differs or that has none.
+
+The values a record holds in an index (every store indexes exactly these):
+  record level: `UnionRecord.fields[name]`, then the values of each index in the definition's
+  `copy_from` (the store adds these copies); the index named `id` also holds the record id.
+  Values are used as extraction stored them; a number index uses the values that are
+  integers, a date index `year_of(value)`.
+  item level: the `Item` attribute of the same name (`availability` as its enum value), if
+  not empty.
+A PHRASE term, or an ALL / ANY word, without any query token (`*`, punctuation) matches every
+record that has a value in the index. Anchors apply to PHRASE only.
+
+Sort: a record's key for a SortKey is the exact_key of its first value in the index (number
+and date indexes: its first numeric value); code point order.
+Facets count matching records: a record counts once for every distinct value it holds (for an
+item-level index, the values of all its items, whichever items matched). Values are reported
+as stored (date: the year in decimal digits); `order="value"` is numeric for number and date.
+Scan lists exact_keys of values (item level: of all items) with the number of matching records
+holding each; the start term is normalized with the index's `IndexDefinition.query_key`. The
+list holds the up to `min(position - 1, count)` keys just before the start that exist, then
+keys from the start on until it holds `count` keys or the index ends.
 """
 from __future__ import annotations
 
