@@ -33,6 +33,9 @@ class BulkResult:
 
 @dataclass
 class StoreStats:
+    """Counts over the whole store; per library and per tier by the items' `library` and `tier`
+    (records: those with at least one such item)."""
+
     records: int
     items: int
     # library code -> {"records": n, "items": n}
