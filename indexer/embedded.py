@@ -1,0 +1,931 @@
+"""The embedded store: the union catalogue in one SQLite file, no server.
+
+Layout (all in one database, WAL journal):
+
+  records(rid, id, payload)          the union record as JSON (`UnionRecord.to_dict()`)
+  items(item, rid, barcode, library, tier)
+  match_keys(key, rid), contributions(library, source_id, rid)   the write path's lookups
+  vals(idx, key, num, rid, item, vord, ntok)
+                                     every value a record (item = 0) or an item holds in an
+                                     index: its exact_key (text, keyword) or integer (number,
+                                     date), its ordinal and its token count
+  toks(idx, token, rid, item, vord, pos)
+                                     the postings of text indexes: `indexer.analysis` tokens
+                                     with their position inside one value
+  facets(idx, value, rid), sorts(idx, rid, skey)
+                                     facet values as stored, one per record, and the sort key
+
+The store analyses nothing itself: tokens and keys come from `indexer.analysis`, the same
+code the Elasticsearch store uses, and queries compile to set operations on these tables
+(INTERSECT / UNION / EXCEPT of record or item row ids), which is the canonical semantics of
+`indexer.query` almost word for word. SQLite's FTS5 is not used: its tokenizers cannot be
+given pre-made tokens with our positions without a C extension, and its phrase and prefix
+queries cannot express masking inside a token (`wom?n`) or the `==` / ordering relations.
+
+Durability: `journal_mode=WAL` with `synchronous=FULL`. Every write method runs in one
+transaction and returns after COMMIT, and with FULL the WAL is fsynced at every commit, so an
+acknowledged write survives a killed process and a power loss; a killed process mid-batch
+leaves the last committed state (SQLite rolls back the unfinished transaction on the next
+open). NORMAL would also survive a killed process (the WAL is in the OS before COMMIT returns)
+but not a power loss; bulk loads commit per `upsert` call, which amortizes the fsync.
+
+Concurrency: one writer connection (writes are serialized through one thread) and one reader
+connection per reader thread. WAL lets readers in this and other processes run while one
+process writes; a second writing process waits for the lock (`busy_timeout`). Every read runs
+in one read transaction, so a page, its total and its facets come from the same snapshot.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+from indexer.analysis import QueryToken, exact_key, index_tokens, query_tokens, query_words, year_of
+from indexer.indexes import IndexDefinition, IndexLevel, IndexTable, IndexType
+from indexer.model import ItemStatusUpdate, ItemUpdateOutcome, UnionRecord
+from indexer.query import (
+    And,
+    AndNot,
+    Clause,
+    Facet,
+    FacetRequest,
+    FacetValue,
+    ItemMatch,
+    MatchAll,
+    Or,
+    Query,
+    Relation,
+    ScanRequest,
+    ScanTerm,
+    SearchRequest,
+    SearchResult,
+    SortKey,
+)
+from indexer.store import BulkResult, QueryNotSupported, Store, StoreError, StoreStats
+
+SCHEMA_VERSION = 1
+DATABASE_NAME = "catalogue.sqlite3"
+_READER_THREADS = 4
+_BUSY_TIMEOUT_MS = 30_000
+# Phrase tokens beyond this many are checked with correlated EXISTS instead of joins
+# (SQLite joins at most 64 tables).
+_MAX_PHRASE_JOINS = 40
+_CHUNK = 500  # ids per IN (...) list
+_INTEGER = re.compile(r"^[+-]?\d+$")
+_SQLITE_INT_MIN, _SQLITE_INT_MAX = -(2**63), 2**63 - 1
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    item INTEGER PRIMARY KEY, rid INTEGER NOT NULL, barcode TEXT NOT NULL, library TEXT NOT NULL, tier TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS items_rid ON items (rid);
+CREATE INDEX IF NOT EXISTS items_barcode ON items (barcode);
+CREATE TABLE IF NOT EXISTS match_keys (key TEXT NOT NULL, rid INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS match_keys_key ON match_keys (key);
+CREATE INDEX IF NOT EXISTS match_keys_rid ON match_keys (rid);
+CREATE TABLE IF NOT EXISTS contributions (library TEXT NOT NULL, source_id TEXT NOT NULL, rid INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS contributions_source ON contributions (library, source_id);
+CREATE INDEX IF NOT EXISTS contributions_rid ON contributions (rid);
+CREATE TABLE IF NOT EXISTS vals (
+    idx TEXT NOT NULL, key TEXT, num INTEGER, rid INTEGER NOT NULL, item INTEGER NOT NULL,
+    vord INTEGER NOT NULL, ntok INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS vals_key ON vals (idx, key, rid);
+CREATE INDEX IF NOT EXISTS vals_num ON vals (idx, num) WHERE num IS NOT NULL;
+CREATE INDEX IF NOT EXISTS vals_rid ON vals (rid);
+CREATE TABLE IF NOT EXISTS toks (
+    idx TEXT NOT NULL, token TEXT NOT NULL, rid INTEGER NOT NULL, item INTEGER NOT NULL,
+    vord INTEGER NOT NULL, pos INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS toks_token ON toks (idx, token);
+CREATE INDEX IF NOT EXISTS toks_place ON toks (rid, item, idx, vord, pos);
+CREATE TABLE IF NOT EXISTS facets (idx TEXT NOT NULL, value TEXT NOT NULL, rid INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS facets_value ON facets (idx, value);
+CREATE INDEX IF NOT EXISTS facets_rid ON facets (rid);
+CREATE TABLE IF NOT EXISTS sorts (idx TEXT NOT NULL, rid INTEGER NOT NULL, skey, PRIMARY KEY (idx, rid)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sorts_rid ON sorts (rid);
+"""
+_DEPENDENT_TABLES = ("items", "match_keys", "contributions", "vals", "toks", "facets", "sorts")
+
+
+def table_fingerprint(table: IndexTable) -> str:
+    """A hash of everything in the index table that changes what the store indexes."""
+    content = [
+        (d.name, d.type.value, d.level.value, d.copy_from, d.sortable, d.facet)
+        for d in table.indexes
+    ]
+    return hashlib.sha256(json.dumps([SCHEMA_VERSION, content]).encode()).hexdigest()[:16]
+
+
+# -- values (the semantics of indexer.query: "The values a record holds in an index") --------
+
+def record_values(record: UnionRecord, definition: IndexDefinition) -> list[str]:
+    values = list(record.fields.get(definition.name, ()))
+    for source in definition.copy_from:
+        values.extend(record.fields.get(source, ()))
+    if definition.name == "id":
+        values.append(record.id)
+    return list(dict.fromkeys(values))
+
+
+def item_value(item: Any, definition: IndexDefinition) -> str | None:
+    value = getattr(item, definition.name, None)
+    text = getattr(value, "value", value)
+    return text if isinstance(text, str) and text else None
+
+
+def numeric_value(definition: IndexDefinition, value: str) -> int | None:
+    if definition.type is IndexType.DATE:
+        number = year_of(value)
+    elif _INTEGER.match(value.strip()):
+        number = int(value.strip())
+    else:
+        return None
+    return number if number is not None and _SQLITE_INT_MIN <= number <= _SQLITE_INT_MAX else None
+
+
+def facet_value(definition: IndexDefinition, value: str) -> str | None:
+    if definition.numeric:
+        number = numeric_value(definition, value)
+        return None if number is None else str(number)
+    return value
+
+
+@dataclass
+class _Rows:
+    """The index rows of one record, ready for executemany."""
+
+    vals: list[tuple]
+    toks: list[tuple]
+    facets: list[tuple]
+    sorts: list[tuple]
+
+
+# -- SQL fragments -----------------------------------------------------------------------------
+
+def glob_pattern(masked: str) -> str:
+    """A CQL-masked string as a GLOB pattern: `*` and `?` stay, `[` is made literal."""
+    return masked.replace("[", "[[]")
+
+
+def _is_masked(text: str) -> bool:
+    return "*" in text or "?" in text
+
+
+@dataclass
+class _Sql:
+    """A SELECT of one column of row ids (records' rid or items' item) and its parameters."""
+
+    text: str
+    params: list[Any]
+
+
+class _Compiler:
+    """Canonical queries to SQL over the store's tables."""
+
+    def __init__(self, table: IndexTable):
+        self.table = table
+
+    def definition(self, name: str) -> IndexDefinition:
+        definition = self.table.get(name)
+        if definition is None:
+            raise QueryNotSupported(f"unknown index {name!r}")
+        return definition
+
+    def records(self, query: Query, item_scope: Query | None = None) -> _Sql:
+        sql = self._node(query, in_item=False)
+        if item_scope is not None:
+            scope = self._item_to_records(self._node(item_scope, in_item=True))
+            sql = _combine("INTERSECT", sql, scope)
+        return sql
+
+    def _node(self, query: Query, in_item: bool) -> _Sql:
+        if isinstance(query, MatchAll):
+            return _Sql("SELECT item FROM items" if in_item else "SELECT rid FROM records", [])
+        if isinstance(query, And):
+            return _combine("INTERSECT", self._node(query.left, in_item), self._node(query.right, in_item))
+        if isinstance(query, Or):
+            return _combine("UNION", self._node(query.left, in_item), self._node(query.right, in_item))
+        if isinstance(query, AndNot):
+            return _combine("EXCEPT", self._node(query.left, in_item), self._node(query.right, in_item))
+        if isinstance(query, ItemMatch):
+            inner = self._node(query.query, in_item=True)
+            return inner if in_item else self._item_to_records(inner)
+        if isinstance(query, Clause):
+            return self._clause(query, in_item)
+        raise QueryNotSupported(f"unknown query node {type(query).__name__}")
+
+    @staticmethod
+    def _item_to_records(items: _Sql) -> _Sql:
+        return _Sql(f"SELECT DISTINCT rid FROM items WHERE item IN ({items.text})", items.params)
+
+    def _clause(self, clause: Clause, in_item: bool) -> _Sql:
+        definition = self.definition(clause.index)
+        item_level = definition.level is IndexLevel.ITEM
+        if in_item and not item_level:
+            raise QueryNotSupported(f"index {clause.index!r} is not an item index: it cannot be used for one item")
+        if item_level and not in_item:
+            if clause.relation is Relation.NE:
+                positive = self._clause(Clause(clause.index, Relation.EXACT, clause.term), in_item=True)
+                return _combine("EXCEPT", _Sql("SELECT rid FROM records", []), self._item_to_records(positive))
+            return self._item_to_records(self._clause(clause, in_item=True))
+        owner = "item" if in_item else "rid"
+        scope = "item != 0" if in_item else "item = 0"
+        universe = _Sql("SELECT item FROM items" if in_item else "SELECT rid FROM records", [])
+        if definition.numeric:
+            return self._numeric(definition, clause, owner, scope, universe)
+        return self._textual(definition, clause, owner, scope, universe)
+
+    def _numeric(self, definition: IndexDefinition, clause: Clause, owner: str, scope: str, universe: _Sql) -> _Sql:
+        def number(term: str | None) -> int:
+            try:
+                return int(str(term).strip())
+            except ValueError:
+                raise QueryNotSupported(f"index {definition.name!r} needs a number, not {term!r}") from None
+
+        def where(condition: str, *params: Any) -> _Sql:
+            return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope} AND {condition}", [definition.name, *params])
+
+        relation = clause.relation
+        if relation in (Relation.PHRASE, Relation.EXACT):
+            return where("num = ?", number(clause.term))
+        if relation in (Relation.ALL, Relation.ANY):
+            words = query_words(clause.term) or [clause.term]
+            parts = [where("num = ?", number(w)) for w in words]
+            return _combine_all("INTERSECT" if relation is Relation.ALL else "UNION", parts)
+        if relation is Relation.NE:
+            return _combine("EXCEPT", universe, where("num = ?", number(clause.term)))
+        if relation in _ORDERING:
+            return where(f"num {_ORDERING[relation]} ?", number(clause.term))
+        if relation is Relation.WITHIN:
+            if clause.term_high is None:
+                raise QueryNotSupported("within needs two terms")
+            return where("num BETWEEN ? AND ?", number(clause.term), number(clause.term_high))
+        raise QueryNotSupported(f"relation {relation.value} is not supported on {definition.name!r}")
+
+    def _textual(self, definition: IndexDefinition, clause: Clause, owner: str, scope: str, universe: _Sql) -> _Sql:
+        relation = clause.relation
+        text = definition.type is IndexType.TEXT
+
+        def where(condition: str, *params: Any) -> _Sql:
+            return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope} AND {condition}", [definition.name, *params])
+
+        def key_match(term: str) -> _Sql:
+            key = definition.query_key(term)
+            if _is_masked(key):
+                return where("key GLOB ?", glob_pattern(key))
+            return where("key = ?", key)
+
+        if relation is Relation.PHRASE:
+            if text:
+                return self._phrase(definition, owner, scope, clause.term, clause.anchor_start, clause.anchor_end)
+            return key_match(clause.term)
+        if relation in (Relation.ALL, Relation.ANY):
+            words = query_words(clause.term) or [clause.term]
+            if text:
+                parts = [self._phrase(definition, owner, scope, w, False, False) for w in words]
+            else:
+                parts = [key_match(w) for w in words]
+            return _combine_all("INTERSECT" if relation is Relation.ALL else "UNION", parts)
+        if relation is Relation.EXACT:
+            return key_match(clause.term)
+        if relation is Relation.NE:
+            return _combine("EXCEPT", universe, key_match(clause.term))
+        if relation in _ORDERING:
+            return where(f"key {_ORDERING[relation]} ?", definition.query_key(clause.term))
+        if relation is Relation.WITHIN:
+            if clause.term_high is None:
+                raise QueryNotSupported("within needs two terms")
+            return where("key BETWEEN ? AND ?", definition.query_key(clause.term), definition.query_key(clause.term_high))
+        raise QueryNotSupported(f"relation {relation.value} is not supported on {definition.name!r}")
+
+    @staticmethod
+    def _phrase(
+        definition: IndexDefinition, owner: str, scope: str, term: str, anchor_start: bool, anchor_end: bool
+    ) -> _Sql:
+        """Tokens at consecutive positions of one value (token n at position p + n)."""
+        tokens = query_tokens(term)
+        if not tokens:
+            return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope}", [definition.name])
+
+        def token_condition(alias: str, token: QueryToken) -> tuple[str, Any]:
+            if token.pattern:
+                return f"{alias}.token GLOB ?", glob_pattern(token.text)
+            return f"{alias}.token = ?", token.text
+
+        joins: list[str] = []
+        join_params: list[Any] = []
+        first, first_param = token_condition("t0", tokens[0])
+        conditions = ["t0.idx = ?", f"t0.{scope}", first]
+        where_params: list[Any] = [definition.name, first_param]
+        if anchor_start:
+            conditions.append("t0.pos = 0")
+        for n, token in enumerate(tokens[1:], start=1):
+            alias = f"t{n}"
+            same_place = (
+                f"{alias}.rid = t0.rid AND {alias}.item = t0.item AND {alias}.idx = t0.idx "
+                f"AND {alias}.vord = t0.vord AND {alias}.pos = t0.pos + {n}"
+            )
+            condition, param = token_condition(alias, token)
+            if n <= _MAX_PHRASE_JOINS:
+                joins.append(f"JOIN toks {alias} ON {same_place} AND {condition}")
+                join_params.append(param)
+            else:
+                conditions.append(f"EXISTS (SELECT 1 FROM toks {alias} WHERE {same_place} AND {condition})")
+                where_params.append(param)
+        if anchor_end:
+            conditions.append(
+                "EXISTS (SELECT 1 FROM vals v WHERE v.rid = t0.rid AND v.item = t0.item AND v.idx = t0.idx "
+                f"AND v.vord = t0.vord AND v.ntok = t0.pos + {len(tokens)})"
+            )
+        text = f"SELECT t0.{owner} FROM toks t0 {' '.join(joins)} WHERE {' AND '.join(conditions)}"
+        return _Sql(text, join_params + where_params)
+
+    # -- sort -------------------------------------------------------------------------------
+    def sort_definitions(self, keys: tuple[SortKey, ...]) -> list[IndexDefinition]:
+        definitions = []
+        for key in keys:
+            definition = self.definition(key.index)
+            if definition.level is not IndexLevel.RECORD or not definition.sortable:
+                raise QueryNotSupported(f"index {key.index!r} is not sortable")
+            definitions.append(definition)
+        return definitions
+
+
+_ORDERING = {Relation.LT: "<", Relation.LE: "<=", Relation.GT: ">", Relation.GE: ">="}
+
+
+def _combine(operator: str, left: _Sql, right: _Sql) -> _Sql:
+    return _Sql(f"SELECT * FROM ({left.text}) {operator} SELECT * FROM ({right.text})", left.params + right.params)
+
+
+def _combine_all(operator: str, parts: list[_Sql]) -> _Sql:
+    result = parts[0]
+    for part in parts[1:]:
+        result = _combine(operator, result, part)
+    return result
+
+
+# -- cursors -------------------------------------------------------------------------------------
+
+def _signature(keys: tuple[SortKey, ...]) -> str:
+    raw = json.dumps([[k.index, k.ascending, k.missing_first] for k in keys])
+    return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+def _encode_cursor(values: list[Any], signature: str) -> str:
+    raw = json.dumps({"s": signature, "v": values}, ensure_ascii=False, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, signature: str, length: int) -> list[Any]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        values = data["v"]
+        if data["s"] != signature or not isinstance(values, list) or len(values) != length:
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise QueryNotSupported("the cursor does not belong to this query's sort order") from None
+    return values
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+class EmbeddedStore(Store):
+    """A `Store` in one SQLite database.
+
+    `path` is a directory (the database is `catalogue.sqlite3` in it) or a file ending in
+    `.sqlite3` / `.sqlite` / `.db`; it is created when missing.
+    """
+
+    def __init__(self, path: str | Path, table: IndexTable, *, reader_threads: int = _READER_THREADS):
+        path = Path(path)
+        self.path = path if path.suffix in (".sqlite3", ".sqlite", ".db") else path / DATABASE_NAME
+        self.table = table
+        self.compiler = _Compiler(table)
+        self._reader_threads = reader_threads
+        self._writer: sqlite3.Connection | None = None
+        self._write_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._read_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._open_lock = asyncio.Lock()
+
+    # -- connections ----------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000)
+        connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA foreign_keys = OFF")
+        return connection
+
+    def _reader(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+            with self._readers_lock:
+                self._readers.append(connection)
+        return connection
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None or self._write_executor is None:
+            raise StoreError(f"{self.path}: the store is not open")
+        writer = self._writer
+
+        def run() -> T:
+            writer.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(writer)
+            except BaseException:
+                writer.execute("ROLLBACK")
+                raise
+            writer.execute("COMMIT")
+            return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._write_executor, run)
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._read_executor is None:
+            raise StoreError(f"{self.path}: the store is not open")
+
+        def run() -> T:
+            reader = self._reader()
+            reader.execute("BEGIN")
+            try:
+                return work(reader)
+            finally:
+                reader.execute("COMMIT")
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_executor, run)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def open(self) -> None:
+        async with self._open_lock:
+            if self._writer is not None:
+                return
+            self._write_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embedded-write")
+            self._read_executor = concurrent.futures.ThreadPoolExecutor(
+                self._reader_threads, thread_name_prefix="embedded-read"
+            )
+            loop = asyncio.get_running_loop()
+            try:
+                self._writer = await loop.run_in_executor(self._write_executor, self._open_writer)
+            except (sqlite3.Error, OSError) as error:
+                self._shutdown_executors()
+                raise StoreError(f"{self.path}: cannot open the embedded store: {error}") from error
+
+    def _open_writer(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = self._connect()
+        try:
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(f"{self.path}: SQLite refused WAL mode (journal_mode={mode})")
+            connection.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            connection.execute("BEGIN IMMEDIATE")
+            fingerprint = table_fingerprint(self.table)
+            row = connection.execute("SELECT value FROM meta WHERE key = 'index_table'").fetchone()
+            if row is None or row[0] != fingerprint:
+                self._reindex_all(connection)
+                connection.execute(
+                    "INSERT INTO meta (key, value) VALUES ('index_table', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (fingerprint,),
+                )
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            connection.close()
+            raise
+        return connection
+
+    def _reindex_all(self, connection: sqlite3.Connection) -> None:
+        """Rebuild every index row from the stored payloads (the index table changed)."""
+        for table in _DEPENDENT_TABLES:
+            connection.execute(f"DELETE FROM {table}")
+        for rid, payload in connection.execute("SELECT rid, payload FROM records").fetchall():
+            self._insert_rows(connection, rid, UnionRecord.from_dict(json.loads(payload)))
+
+    def _shutdown_executors(self) -> None:
+        for executor in (self._write_executor, self._read_executor):
+            if executor is not None:
+                executor.shutdown(wait=True)
+        self._write_executor = self._read_executor = None
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        self._shutdown_executors()
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for connection in readers:
+            connection.close()
+        self._local = threading.local()
+        if writer is not None:
+            writer.close()
+
+    async def ping(self) -> bool:
+        try:
+            return await self._read(lambda c: c.execute("SELECT 1").fetchone()[0] == 1)
+        except (StoreError, sqlite3.Error):
+            return False
+
+    # -- write path -------------------------------------------------------------------------
+    def _index_rows(self, rid: int, record: UnionRecord, item_ids: list[int]) -> _Rows:
+        rows = _Rows([], [], [], [])
+        for definition in self.table.record_indexes():
+            values = record_values(record, definition)
+            self._value_rows(rows, definition, values, rid, 0)
+            if definition.facet:
+                for value in dict.fromkeys(f for f in (facet_value(definition, v) for v in values) if f is not None):
+                    rows.facets.append((definition.name, value, rid))
+            if definition.sortable:
+                key: Any = None
+                if definition.numeric:
+                    key = next((n for n in (numeric_value(definition, v) for v in values) if n is not None), None)
+                elif values:
+                    key = exact_key(values[0])
+                if key is not None:
+                    rows.sorts.append((definition.name, rid, key))
+        items = record.items
+        for definition in self.table.item_indexes():
+            facet_values: dict[str, None] = {}
+            for item, item_id in zip(items, item_ids):
+                value = item_value(item, definition)
+                if value is None:
+                    continue
+                self._value_rows(rows, definition, [value], rid, item_id)
+                if definition.facet:
+                    facet = facet_value(definition, value)
+                    if facet is not None:
+                        facet_values[facet] = None
+            rows.facets.extend((definition.name, value, rid) for value in facet_values)
+        return rows
+
+    @staticmethod
+    def _value_rows(rows: _Rows, definition: IndexDefinition, values: list[str], rid: int, item: int) -> None:
+        if definition.numeric:
+            numbers = dict.fromkeys(n for n in (numeric_value(definition, v) for v in values) if n is not None)
+            rows.vals.extend((definition.name, None, n, rid, item, vord, 0) for vord, n in enumerate(numbers))
+            return
+        for vord, value in enumerate(values):
+            tokens = index_tokens(value) if definition.type is IndexType.TEXT else []
+            rows.vals.append((definition.name, exact_key(value), None, rid, item, vord, len(tokens)))
+            rows.toks.extend((definition.name, token, rid, item, vord, pos) for pos, token in enumerate(tokens))
+
+    def _insert_rows(self, connection: sqlite3.Connection, rid: int, record: UnionRecord) -> None:
+        item_ids = []
+        for item in record.items:
+            cursor = connection.execute(
+                "INSERT INTO items (rid, barcode, library, tier) VALUES (?, ?, ?, ?)",
+                (rid, item.barcode, item.library, item.tier),
+            )
+            item_ids.append(cursor.lastrowid)
+        connection.executemany(
+            "INSERT INTO match_keys (key, rid) VALUES (?, ?)", [(k, rid) for k in dict.fromkeys(record.match_keys)]
+        )
+        connection.executemany(
+            "INSERT INTO contributions (library, source_id, rid) VALUES (?, ?, ?)",
+            [(c.library, c.source_id, rid) for c in record.contributions],
+        )
+        rows = self._index_rows(rid, record, item_ids)
+        connection.executemany("INSERT INTO vals VALUES (?, ?, ?, ?, ?, ?, ?)", rows.vals)
+        connection.executemany("INSERT INTO toks VALUES (?, ?, ?, ?, ?, ?)", rows.toks)
+        connection.executemany("INSERT INTO facets VALUES (?, ?, ?)", rows.facets)
+        connection.executemany("INSERT INTO sorts VALUES (?, ?, ?)", rows.sorts)
+
+    @staticmethod
+    def _delete_rows(connection: sqlite3.Connection, rid: int) -> None:
+        for table in _DEPENDENT_TABLES:
+            connection.execute(f"DELETE FROM {table} WHERE rid = ?", (rid,))
+
+    def _put(self, connection: sqlite3.Connection, record: UnionRecord) -> None:
+        payload = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        row = connection.execute("SELECT rid FROM records WHERE id = ?", (record.id,)).fetchone()
+        if row is None:
+            rid = connection.execute("INSERT INTO records (id, payload) VALUES (?, ?)", (record.id, payload)).lastrowid
+        else:
+            rid = row[0]
+            connection.execute("UPDATE records SET payload = ? WHERE rid = ?", (payload, rid))
+            self._delete_rows(connection, rid)
+        assert rid is not None
+        self._insert_rows(connection, rid, record)
+
+    async def upsert(self, records: Sequence[UnionRecord]) -> BulkResult:
+        def work(connection: sqlite3.Connection) -> BulkResult:
+            result = BulkResult()
+            for record in records:
+                if not record.id:
+                    result.failed.append((record.id, "the id must not be empty"))
+                    continue
+                connection.execute("SAVEPOINT record")
+                try:
+                    self._put(connection, record)
+                except (sqlite3.Error, ValueError, TypeError, AttributeError, LookupError) as error:
+                    # One bad record must not stop the batch: undo its partial rows only.
+                    connection.execute("ROLLBACK TO record")
+                    connection.execute("RELEASE record")
+                    result.failed.append((record.id, f"cannot store the record: {error!r}"))
+                    continue
+                connection.execute("RELEASE record")
+                result.succeeded += 1
+            return result
+
+        return await self._write(work)
+
+    async def delete(self, ids: Sequence[str]) -> BulkResult:
+        def work(connection: sqlite3.Connection) -> BulkResult:
+            for record_id in ids:
+                row = connection.execute("SELECT rid FROM records WHERE id = ?", (record_id,)).fetchone()
+                if row is not None:
+                    self._delete_rows(connection, row[0])
+                    connection.execute("DELETE FROM records WHERE rid = ?", (row[0],))
+            # Deleting an absent record leaves the store as asked: not a failure.
+            return BulkResult(succeeded=len(dict.fromkeys(ids)))
+
+        return await self._write(work)
+
+    async def update_items(self, updates: Sequence[ItemStatusUpdate]) -> list[ItemUpdateOutcome]:
+        """Rewrites the affected records' payload and item rows in one transaction; the
+        bibliographic rows are rewritten from the stored extraction, never re-extracted."""
+
+        def work(connection: sqlite3.Connection) -> list[ItemUpdateOutcome]:
+            outcomes: list[ItemUpdateOutcome] = []
+            changed: dict[int, UnionRecord] = {}
+            ids: dict[int, str] = {}
+            for update in updates:
+                row = connection.execute(
+                    "SELECT r.rid, r.id FROM items i JOIN records r ON r.rid = i.rid WHERE i.barcode = ? "
+                    "ORDER BY r.id LIMIT 1",
+                    (update.barcode,),
+                ).fetchone()
+                if row is None:
+                    outcomes.append(ItemUpdateOutcome(update.barcode, False, None, "unknown barcode"))
+                    continue
+                rid, record_id = row
+                record = changed.get(rid)
+                if record is None:
+                    payload = connection.execute("SELECT payload FROM records WHERE rid = ?", (rid,)).fetchone()[0]
+                    record = changed[rid] = UnionRecord.from_dict(json.loads(payload))
+                    ids[rid] = record_id
+                _apply(record, update)
+                outcomes.append(ItemUpdateOutcome(update.barcode, True, record_id))
+            for rid, record in changed.items():
+                self._put(connection, record)
+            return outcomes
+
+        return await self._write(work)
+
+    async def refresh(self) -> None:
+        """Every committed write is visible to the next read transaction: nothing to do."""
+
+    # -- lookups for the write path -----------------------------------------------------------
+    async def find_by_match_keys(self, keys: Sequence[str]) -> dict[str, list[str]]:
+        def work(connection: sqlite3.Connection) -> dict[str, list[str]]:
+            found: dict[str, set[str]] = {}
+            for chunk in _chunks(list(dict.fromkeys(keys))):
+                marks = ",".join("?" * len(chunk))
+                for key, record_id in connection.execute(
+                    f"SELECT m.key, r.id FROM match_keys m JOIN records r ON r.rid = m.rid WHERE m.key IN ({marks})", chunk
+                ):
+                    found.setdefault(key, set()).add(record_id)
+            return {key: sorted(ids) for key, ids in found.items()}
+
+        return await self._read(work)
+
+    async def find_by_contribution(self, library: str, source_ids: Sequence[str]) -> dict[str, str]:
+        def work(connection: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for chunk in _chunks(list(dict.fromkeys(source_ids))):
+                marks = ",".join("?" * len(chunk))
+                for source_id, record_id in connection.execute(
+                    f"SELECT c.source_id, MIN(r.id) FROM contributions c JOIN records r ON r.rid = c.rid "
+                    f"WHERE c.library = ? AND c.source_id IN ({marks}) GROUP BY c.source_id",
+                    [library, *chunk],
+                ):
+                    found[source_id] = record_id
+            return found
+
+        return await self._read(work)
+
+    async def ids_of_library(self, library: str) -> list[str]:
+        return await self._read(
+            lambda c: [
+                row[0]
+                for row in c.execute(
+                    "SELECT DISTINCT r.id FROM contributions c JOIN records r ON r.rid = c.rid "
+                    "WHERE c.library = ? ORDER BY r.id",
+                    (library,),
+                )
+            ]
+        )
+
+    async def find_by_barcode(self, barcodes: Sequence[str]) -> dict[str, str]:
+        def work(connection: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for chunk in _chunks(list(dict.fromkeys(barcodes))):
+                marks = ",".join("?" * len(chunk))
+                for barcode, record_id in connection.execute(
+                    f"SELECT i.barcode, MIN(r.id) FROM items i JOIN records r ON r.rid = i.rid "
+                    f"WHERE i.barcode IN ({marks}) GROUP BY i.barcode",
+                    chunk,
+                ):
+                    found[barcode] = record_id
+            return found
+
+        return await self._read(work)
+
+    # -- read path --------------------------------------------------------------------------
+    async def get(self, ids: Sequence[str]) -> list[UnionRecord | None]:
+        def work(connection: sqlite3.Connection) -> dict[str, str]:
+            payloads: dict[str, str] = {}
+            for chunk in _chunks(list(dict.fromkeys(ids))):
+                marks = ",".join("?" * len(chunk))
+                payloads.update(connection.execute(f"SELECT id, payload FROM records WHERE id IN ({marks})", chunk))
+            return payloads
+
+        payloads = await self._read(work)
+        return [UnionRecord.from_dict(json.loads(payloads[i])) if i in payloads else None for i in ids]
+
+    async def search(self, request: SearchRequest) -> SearchResult:
+        hits = self.compiler.records(request.query, request.item_scope)
+        sort_definitions = self.compiler.sort_definitions(request.sort)
+        facet_definitions = [self._facet_definition(f) for f in request.facets]
+        signature = _signature(request.sort)
+        after = (
+            _decode_cursor(request.after, signature, 2 * len(request.sort) + 1) if request.after is not None else None
+        )
+        limit = max(request.limit, 0)
+        offset = 0 if after is not None else max(request.offset, 0)
+
+        def work(connection: sqlite3.Connection) -> SearchResult:
+            connection.execute("CREATE TEMP TABLE IF NOT EXISTS hits (rid INTEGER PRIMARY KEY)")
+            connection.execute("DELETE FROM temp.hits")
+            try:
+                return self._search_in(connection, request, hits, sort_definitions, facet_definitions,
+                                       signature, after, offset, limit)
+            finally:
+                connection.execute("DELETE FROM temp.hits")
+
+        try:
+            return await self._read(work)
+        except sqlite3.OperationalError as error:
+            raise QueryNotSupported(f"the query is too complex for the embedded store: {error}") from error
+
+    def _search_in(
+        self,
+        connection: sqlite3.Connection,
+        request: SearchRequest,
+        hits: _Sql,
+        sort_definitions: list[IndexDefinition],
+        facet_definitions: list[IndexDefinition],
+        signature: str,
+        after: list[Any] | None,
+        offset: int,
+        limit: int,
+    ) -> SearchResult:
+        connection.execute(f"INSERT INTO temp.hits (rid) SELECT * FROM ({hits.text})", hits.params)
+        total = connection.execute("SELECT COUNT(*) FROM temp.hits").fetchone()[0]
+        columns = []
+        joins = []
+        params: list[Any] = []
+        order = []
+        for n, (key, definition) in enumerate(zip(request.sort, sort_definitions)):
+            joins.append(f"LEFT JOIN sorts s{n} ON s{n}.idx = ? AND s{n}.rid = h.rid")
+            params.append(definition.name)
+            placeholder = "0" if definition.numeric else "''"
+            columns.append(f"(s{n}.skey IS NOT NULL) AS p{n}")
+            columns.append(f"COALESCE(s{n}.skey, {placeholder}) AS k{n}")
+            order.append((f"p{n}", key.missing_first))  # present (1) first unless missing_first
+            order.append((f"k{n}", key.ascending))
+        columns.append("r.id AS rid_key")
+        order.append(("rid_key", True))
+        select = (
+            f"SELECT {', '.join(columns)} FROM temp.hits h JOIN records r ON r.rid = h.rid {' '.join(joins)}"
+        )
+        where = ""
+        if after is not None:
+            conditions = []
+            for n, (name, ascending) in enumerate(order):
+                equal = [f"{order[m][0]} = ?" for m in range(n)]
+                params_needed = after[:n]
+                conditions.append(
+                    "(" + " AND ".join(equal + [f"{name} {'>' if ascending else '<'} ?"]) + ")"
+                )
+                params.extend(params_needed)
+                params.append(after[n])
+            where = " WHERE " + " OR ".join(conditions)
+        order_by = ", ".join(f"{name} {'ASC' if ascending else 'DESC'}" for name, ascending in order)
+        rows = []
+        if limit:
+            rows = connection.execute(
+                f"SELECT * FROM ({select}){where} ORDER BY {order_by} LIMIT ? OFFSET ?", [*params, limit + 1, offset]
+            ).fetchall()
+        page = rows[:limit]
+        cursor = _encode_cursor(list(page[-1]), signature) if len(rows) > limit and page else None
+        facets = [
+            self._facet(connection, definition, facet_request)
+            for definition, facet_request in zip(facet_definitions, request.facets)
+        ]
+        return SearchResult(total=total, ids=[row[-1] for row in page], facets=facets, next_cursor=cursor)
+
+    def _facet_definition(self, request: FacetRequest) -> IndexDefinition:
+        definition = self.compiler.definition(request.index)
+        if not definition.facet:
+            raise QueryNotSupported(f"index {request.index!r} has no facet")
+        if request.order not in ("count", "value"):
+            raise QueryNotSupported(f"facet order {request.order!r} (expected count or value)")
+        return definition
+
+    @staticmethod
+    def _facet(connection: sqlite3.Connection, definition: IndexDefinition, request: FacetRequest) -> Facet:
+        counts = dict(
+            connection.execute(
+                "SELECT f.value, COUNT(*) FROM facets f JOIN temp.hits h ON h.rid = f.rid WHERE f.idx = ? GROUP BY f.value",
+                (definition.name,),
+            ).fetchall()
+        )
+
+        def value_order(value: str) -> tuple[Any, ...]:
+            return (int(value), value) if definition.numeric else (value,)
+
+        if request.order == "value":
+            ordered = sorted(counts, key=value_order)
+        else:
+            ordered = sorted(counts, key=lambda v: (-counts[v], *value_order(v)))
+        return Facet(request.index, tuple(FacetValue(v, counts[v]) for v in ordered[: max(request.limit, 0)]))
+
+    async def scan(self, request: ScanRequest) -> list[ScanTerm]:
+        definition = self.compiler.definition(request.index)
+        if definition.numeric:
+            raise QueryNotSupported(f"index {request.index!r} is numeric and cannot be scanned")
+        if request.count <= 0:
+            return []
+        scope = self.compiler.records(request.query)
+        start = definition.query_key(request.start)
+        before_wanted = min(max(request.position - 1, 0), request.count)
+        skip = max(1 - request.position, 0)
+
+        def work(connection: sqlite3.Connection) -> list[ScanTerm]:
+            connection.execute("CREATE TEMP TABLE IF NOT EXISTS hits (rid INTEGER PRIMARY KEY)")
+            connection.execute("DELETE FROM temp.hits")
+            try:
+                if not isinstance(request.query, MatchAll):
+                    connection.execute(f"INSERT INTO temp.hits (rid) SELECT * FROM ({scope.text})", scope.params)
+                source = "vals v" if isinstance(request.query, MatchAll) else "vals v JOIN temp.hits h ON h.rid = v.rid"
+                counted = f"SELECT v.key, COUNT(DISTINCT v.rid) FROM {source} WHERE v.idx = ? AND v.key {{}} ? GROUP BY v.key"
+                before = connection.execute(
+                    counted.format("<") + " ORDER BY v.key DESC LIMIT ?", (definition.name, start, before_wanted)
+                ).fetchall() if before_wanted else []
+                onward = connection.execute(
+                    counted.format(">=") + " ORDER BY v.key LIMIT ?", (definition.name, start, request.count + skip)
+                ).fetchall()
+            finally:
+                connection.execute("DELETE FROM temp.hits")
+            terms = [ScanTerm(key, count) for key, count in reversed(before)]
+            return terms + [ScanTerm(key, count) for key, count in onward[skip:]][: request.count - len(terms)]
+
+        return await self._read(work)
+
+    async def stats(self) -> StoreStats:
+        def work(connection: sqlite3.Connection) -> StoreStats:
+            records = connection.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+            items = connection.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+            def by(column: str) -> dict[str, dict[str, int]]:
+                return {
+                    value: {"records": record_count, "items": item_count}
+                    for value, record_count, item_count in connection.execute(
+                        f"SELECT {column}, COUNT(DISTINCT rid), COUNT(*) FROM items WHERE {column} != '' GROUP BY {column}"
+                    )
+                }
+
+            return StoreStats(records=records, items=items, by_library=by("library"), by_tier=by("tier"))
+
+        return await self._read(work)
+
+
+def _apply(record: UnionRecord, update: ItemStatusUpdate) -> None:
+    for item in record.items:
+        if item.barcode == update.barcode:
+            item.availability = update.availability
+            item.status = update.status
+            item.due_date = update.due_date
+            if update.location is not None:
+                item.location = update.location
+
+
+def _chunks(values: list[Any], size: int = _CHUNK) -> Iterable[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
