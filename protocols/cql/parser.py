@@ -26,6 +26,7 @@ comes last), errors carry the offset where the offending token starts, and nesti
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -42,10 +43,12 @@ from .ast import (
     SortKey,
 )
 
-DEFAULT_MAX_DEPTH = 256
+DEFAULT_MAX_DEPTH = 100
 """Deepest tree (booleans plus parentheses and prefix scopes) parse() builds by default.
 
-Consumers walk the tree recursively; this keeps them far from Python's recursion limit."""
+Each level is two elements deep in XCQL, and libxml2-based clients refuse documents nested more than
+256 elements deep, so this keeps an SRU response echoing the query as xQuery readable (and keeps
+recursive tree walkers far from Python's recursion limit). Callers may raise it."""
 
 
 class CQLSyntaxError(ValueError):
@@ -92,6 +95,9 @@ _SYMBOL_KINDS = frozenset({Kind.WORD, Kind.STRING}) | frozenset(_KEYWORDS.values
 _TWO_CHAR_COMPARITORS = {"==": Kind.EQEQ, "<=": Kind.LE, ">=": Kind.GE, "<>": Kind.NE}
 _WHITESPACE = " \t\r\n"
 _WORD_STOP = "()/<>=" + _WHITESPACE
+# Characters XML 1.0 cannot carry: a query containing one could never be echoed as XCQL or in an SRU
+# response, so it is rejected up front rather than failing later in a serializer.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,9 @@ class Token:
 
 def tokenize(text: str) -> list[Token]:
     """Split a query into tokens, ending with one EOF token."""
+    bad = _NOT_XML_CHAR.search(text)
+    if bad is not None:
+        raise CQLSyntaxError(f"character U+{ord(bad.group()):04X} is not allowed in a query", bad.start())
     tokens: list[Token] = []
     i, n = 0, len(text)
     while True:
@@ -141,10 +150,10 @@ def tokenize(text: str) -> list[Token]:
             chars: list[str] = []
             while i < n and text[i] != '"':
                 if text[i] == "\\":
-                    if i == n - 1:
-                        break
                     chars.append("\\")
                     i += 1
+                    if i == n:
+                        break
                 chars.append(text[i])
                 i += 1
             if i >= n:
