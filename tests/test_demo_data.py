@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import collections
 import re
+import subprocess
 import tracemalloc
 from pathlib import Path
 
 import pytest
 from pymarc import MARCReader, Record
 
+from federation.rules import load_network
 from indexer.demo import DemoDataError, write_demo_data
 from indexer.model import MarcFormat
 from indexer.policy import HoldingsMapping, IngestPolicy, LibraryPolicy, NumberRange
@@ -249,5 +251,51 @@ def test_memory_stays_flat_as_the_record_count_grows(tmp_path: Path) -> None:
         finally:
             tracemalloc.stop()
 
-    small, large = peak(300), peak(3000)
+    small, large = peak(200), peak(2000)
     assert large < small * 1.5 + 200_000, (small, large)
+
+
+REPO = Path(__file__).resolve().parent.parent
+FEDERATION = REPO / ".venv" / "bin" / "federation"
+GUANGRAO = REPO / "config" / "networks" / "guangrao.yaml"
+
+
+def run_demo_data(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(FEDERATION), "demo-data", *args], capture_output=True, text=True, timeout=120,
+                          cwd=REPO)
+
+
+def test_cli_writes_an_export_for_every_library_of_the_guangrao_rule_set(tmp_path: Path) -> None:
+    network = load_network(GUANGRAO)
+    policy = network.to_ingest_policy()
+    result = run_demo_data("--config", str(GUANGRAO), "--records", "1500", "--seed", "1", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("1500 records (")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{code}.mrc" for code in network.libraries)
+    total = 0
+    for code, library in policy.libraries.items():
+        records = read_file(tmp_path / f"{code}.mrc")
+        total += len(records)
+        mapping = library.holdings
+        assert mapping is not None
+        for record in records:
+            for item in holdings_of(record, mapping):
+                owner = network.library_for_barcode(item[mapping.barcode])
+                assert owner is not None and owner.code == code
+                assert policy.library_for_source_code(item[mapping.library]).code == code  # type: ignore[union-attr]
+    assert total == 1500
+    # libraries whose holdings mapping is MARC21's export MARC21
+    marc21 = [code for code, lib in policy.libraries.items() if lib.holdings and lib.holdings.tag in ("852", "952")]
+    assert marc21
+    for code in marc21:
+        assert read_file(tmp_path / f"{code}.mrc")[0].leader[9] == "a"
+        assert f"{code} " in result.stdout and "marc21" in result.stdout
+
+
+def test_cli_reports_a_broken_rule_set_with_its_location(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(GUANGRAO.read_text(encoding="utf-8").replace("tier: hub", "tier: capital", 1), encoding="utf-8")
+    result = run_demo_data("--config", str(broken), "--records", "10", "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert re.search(r"broken\.yaml:\d+:\d+: .*tier", result.stderr), result.stderr
+    assert not (tmp_path / "out").exists()
