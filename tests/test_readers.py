@@ -1,0 +1,343 @@
+"""Readers on real records: expected values come from pymarc / lxml reading the same files."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tracemalloc
+from pathlib import Path
+
+import pymarc
+import pytest
+from lxml import etree
+
+from indexer.model import MarcFormat
+from indexer.readers import ReadResult, read_records
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+LOC = FIXTURES / "marc21" / "loc-bibliographic-386.mrc"
+CNMARC_ISO = FIXTURES / "cnmarc" / "dp2_sru_sample_cnmarcxml.iso"
+CNMARC_XML = FIXTURES / "cnmarc" / "sample_cnmarcxml.xml"
+UNIMARC = FIXTURES / "unimarc" / "periouni-3064.mrc"
+NLC = "{http://www.nlc.cn/}"
+
+
+def pymarc_dicts(path: Path, **options) -> list[dict]:
+    with open(path, "rb") as handle:
+        return [r.as_dict() for r in pymarc.MARCReader(handle, **options)]
+
+
+def ours(path: Path | io.BufferedIOBase, **options) -> list[ReadResult]:
+    return list(read_records(path, **options))
+
+
+def test_loc_386_match_pymarc_field_for_field():
+    results = ours(LOC)
+    assert len(results) == 386
+    assert all(r.ok and r.format is MarcFormat.MARC21 and r.encoding == "utf-8" for r in results)
+    assert [r.position for r in results] == list(range(1, 387))
+    assert [r.record.as_dict() for r in results] == pymarc_dicts(LOC, to_unicode=True, force_utf8=True)
+    # offsets are byte offsets: each raw record sits there in the file
+    data = LOC.read_bytes()
+    assert all(data[r.offset:r.offset + len(r.raw)] == r.raw for r in results)
+
+
+@pytest.mark.parametrize("name", ["stanford-30.utf8.mrc", "loc-edge-cases.mrc", "hebrew880s.mrc", "oclc-cjk-880.utf8.mrc"])
+def test_other_marc21_utf8_files_match_pymarc(name):
+    path = FIXTURES / "marc21" / name
+    results = ours(path)
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert [r.record.as_dict() for r in results] == pymarc_dicts(path, to_unicode=True, force_utf8=True)
+
+
+def test_marc8_record_is_converted_like_pymarc():
+    path = FIXTURES / "marc21" / "one-marc8.mrc"
+    (result,) = ours(path)
+    assert result.ok and result.encoding == "marc-8"
+    expected = pymarc_dicts(path, to_unicode=True)[0]
+    assert result.record.as_dict() == expected
+    assert any(ord(c) > 127 for c in json.dumps(expected, ensure_ascii=False))  # real non-ASCII text converted
+
+
+def test_unimarc_3064_utf8():
+    results = ours(UNIMARC)
+    assert len(results) == 3064
+    assert all(r.ok and r.format is MarcFormat.UNIMARC and r.encoding == "utf-8" for r in results)
+    assert [r.record.as_dict() for r in results] == pymarc_dicts(UNIMARC, to_unicode=True, force_utf8=True)
+
+
+def cnmarc_xml_records() -> list[etree._Element]:
+    tree = etree.parse(str(CNMARC_XML))
+    return tree.findall(f".//{NLC}record")
+
+
+def xml_subfields(record: etree._Element, tag: str, code: str) -> list[str]:
+    return [
+        sub.text or ""
+        for field in record.findall(f"{NLC}datafield[@tag='{tag}']")
+        for sub in field.findall(f"{NLC}subfield[@code='{code}']")
+    ]
+
+
+def test_cnmarc_iso2709_detected_and_titles_match_the_served_xml():
+    results = ours(CNMARC_ISO)
+    expected_titles = [xml_subfields(r, "200", "a") for r in cnmarc_xml_records()]
+    assert len(results) == len(expected_titles) == 10
+    assert all(r.ok and r.format is MarcFormat.CNMARC and r.encoding == "utf-8" for r in results)
+    assert [[f["a"] for f in r.record.get_fields("200")] for r in results] == expected_titles
+    assert any("中国" in t[0] for t in expected_titles)
+
+
+def test_cnmarc_xml_sru_response_in_nlc_namespace():
+    results = ours(CNMARC_XML)
+    xml_records = cnmarc_xml_records()
+    assert len(results) == len(xml_records) == 10
+    assert all(r.ok and r.format is MarcFormat.CNMARC for r in results)
+    for result, element in zip(results, xml_records):
+        assert result.record.get_fields("200")[0].get_subfields("a") == xml_subfields(element, "200", "a")
+        assert result.record.get_fields("200")[0].get_subfields("A") == xml_subfields(element, "200", "A")
+        assert [f.value() for f in result.record.get_fields("001")] == [
+            e.text for e in element.findall(f"{NLC}controlfield[@tag='001']")
+        ]
+        # CNMARC XML writes blanks in the leader as '-'; the record has real blanks
+        assert "-" not in str(result.record.leader)
+        assert result.raw.startswith(b"<record")
+
+
+def iso2709(record: pymarc.Record, encoding: str) -> bytes:
+    """Serialize a record in ISO 2709 with the given character encoding (pymarc only writes UTF-8/Latin-1)."""
+    directory, data, offset = b"", b"", 0
+    for field in record.fields:
+        if field.is_control_field():
+            body = field.data.encode(encoding) + b"\x1e"
+        else:
+            body = "".join(field.indicators).encode("ascii")
+            body += b"".join(b"\x1f" + s.code.encode("ascii") + s.value.encode(encoding) for s in field.subfields)
+            body += b"\x1e"
+        directory += f"{field.tag}{len(body):04d}{offset:05d}".encode("ascii")
+        data += body
+        offset += len(body)
+    base = 24 + len(directory) + 1
+    length = base + len(data) + 1
+    leader = f"{length:05d}{str(record.leader)[5:9]} 22{base:05d}{str(record.leader)[17:]}"
+    return leader.encode("ascii") + directory + b"\x1e" + data + b"\x1d"
+
+
+def test_cnmarc_reencoded_to_gb18030_is_detected_and_decoded():
+    originals = [r.record for r in ours(CNMARC_ISO)]
+    blob = b"".join(iso2709(record, "gb18030") for record in originals)
+    with pytest.raises(UnicodeDecodeError):
+        blob.decode("utf-8")  # really not UTF-8 any more
+    for options in ({}, {"encoding": "gbk"}, {"encoding": "GB18030", "format": "cnmarc"}):
+        results = ours(io.BytesIO(blob), **options)
+        assert len(results) == 10
+        assert all(r.ok and r.format is MarcFormat.CNMARC and r.encoding == "gb18030" if not options
+                   else r.ok for r in results)
+        assert [r.record.get_fields("200")[0]["a"] for r in results] == [o.get_fields("200")[0]["a"] for o in originals]
+
+
+def test_gb18030_without_a_chinese_label_is_an_error_not_mojibake():
+    record = ours(CNMARC_ISO)[0].record
+    record.fields = [f for f in record.fields if f.tag not in ("100", "690", "905", "906", "801")]
+    (result,) = ours(io.BytesIO(iso2709(record, "gb18030")))
+    assert result.record is None
+    assert "cannot decode" in result.error and "utf-8" in result.error
+
+
+def test_idzebra_marc21_gzip_matches_pymarc():
+    path = FIXTURES / "idzebra" / "marc21" / "sample-marc.gz"
+    results = ours(path)
+    with gzip.open(path, "rb") as handle:
+        expected = [r.as_dict() for r in pymarc.MARCReader(handle, to_unicode=True) if r is not None]
+    # pymarc also reports the file's trailing bytes (stray terminators) as a truncated record
+    assert len(results) == len(expected) == 24
+    assert [r.record.as_dict() for r in results] == expected
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (FIXTURES / "idzebra" / "marcxml").glob("*.xml*")))
+def test_idzebra_marcxml_matches_pymarc(name):
+    path = FIXTURES / "idzebra" / "marcxml" / name
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        expected = [r.as_dict() for r in pymarc.parse_xml_to_array(handle)]
+    results = ours(path)
+    assert len(results) == len(expected) > 0
+    assert all(r.ok and r.format is MarcFormat.MARC21 for r in results)
+    assert [r.record.as_dict() for r in results] == expected
+
+
+def test_marcxml_summerland_and_marc_in_json():
+    (xml_result,) = ours(FIXTURES / "marc21" / "summerland.marcxml.xml")
+    expected = pymarc.parse_xml_to_array(str(FIXTURES / "marc21" / "summerland.marcxml.xml"))[0]
+    assert xml_result.record.as_dict() == expected.as_dict()
+
+    path = FIXTURES / "marc21" / "marc-in-json.json"
+    (json_result,) = ours(path)
+    with open(path, "rb") as handle:
+        (expected_json,) = list(pymarc.JSONReader(handle.read().decode("utf-8")))
+    assert json_result.ok and json_result.format is MarcFormat.MARC21
+    assert json_result.record.as_dict() == expected_json.as_dict()
+
+
+def test_marc_in_json_lines_and_array_and_a_broken_entry():
+    records = [r.record.as_dict() for r in ours(LOC)[:5]]
+    lines = "\n".join(json.dumps(r, ensure_ascii=False) for r in records).encode("utf-8")
+    assert [r.record.as_dict() for r in ours(io.BytesIO(lines))] == records
+    array = json.dumps(records, indent=1).encode("utf-8")
+    assert [r.record.as_dict() for r in ours(io.BytesIO(array))] == records
+    broken = [records[0], {"leader": "short", "fields": []}, records[1]]
+    results = ours(io.BytesIO(json.dumps(broken).encode("utf-8")))
+    assert [r.ok for r in results] == [True, False, True]
+    assert "leader" in results[1].error and results[1].position == 2
+
+
+def test_truncated_record_is_reported_and_the_next_ones_are_read():
+    data = LOC.read_bytes()
+    good = ours(LOC)[:3]
+    blob = good[0].raw + good[1].raw[: len(good[1].raw) // 2] + good[2].raw
+    results = ours(io.BytesIO(blob))
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].raw == good[1].raw[: len(good[1].raw) // 2]
+    assert results[1].offset == len(good[0].raw)
+    assert results[2].record.as_dict() == good[2].record.as_dict()
+    assert data  # the file itself is untouched
+
+
+def test_garbage_between_records_is_isolated():
+    good = ours(LOC)[:2]
+    blob = good[0].raw + b"\r\nthis is not a record\x1d" + good[1].raw
+    results = ours(io.BytesIO(blob))
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].raw == b"this is not a record\x1d"
+
+
+# -- fixtures/malformed: every file, good records in, bad ones with reasons -------------------
+
+MALFORMED = FIXTURES / "malformed"
+
+
+def test_bad_utf8_byte_is_an_error_naming_field_and_byte():
+    (result,) = ours(MALFORMED / "bad_utf_byte.utf8.mrc")
+    assert result.record is None and result.raw == (MALFORMED / "bad_utf_byte.utf8.mrc").read_bytes()
+    assert "field 300" in result.error and "c0" in result.error
+
+
+def test_bad_subfield_code_and_bad_indicator_are_errors():
+    (subfield,) = ours(MALFORMED / "bad_subfield_code.mrc")
+    assert "subfield code 0xe2" in subfield.error
+    (indicator,) = ours(MALFORMED / "bad-characters-in-various-fields.mrc")
+    assert "indicator 0x14" in indicator.error
+
+
+def test_records_over_the_iso2709_limits_are_recovered_from_field_terminators():
+    results = ours(MALFORMED / "bad_too_long_plus_2.mrc")
+    assert len(results) == 3 and all(r.ok for r in results)
+    first = results[0].record
+    assert len(results[0].raw) > 99_999
+    # the directory's entry count is what the record holds
+    raw = results[0].raw
+    base = int(raw[12:17])
+    assert len(first.fields) == (base - 1 - 24) // 12
+    assert first.get_fields("991")[-1].get_subfields("a")  # fields past the 99,999-byte offset wrap
+
+
+def test_oversize_field_file_keeps_good_records():
+    path = MALFORMED / "bad_oversize_field_bad_directory.mrc"
+    results = ours(path)
+    assert len(results) == path.read_bytes().count(b"\x1d") == 5
+    assert [r.ok for r in results].count(False) == 1
+    bad = next(r for r in results if not r.ok)
+    assert "directory" in bad.error
+
+
+def test_pride_and_prejudice_many_errors():
+    path = MALFORMED / "pride-and-prejudice-with-many-errors.mrc"
+    results = ours(path, format="marc21")
+    assert len(results) == path.read_bytes().count(b"\x1d") == 383
+    errors = [r for r in results if not r.ok]
+    # 16 with broken directories (what the source says), one whose 852 is neither UTF-8 nor MARC-8
+    assert sum("directory" in r.error for r in errors) == 16
+    assert [r.position for r in errors if "cannot decode" in r.error] == [374]
+    assert "field 852" in results[373].error
+    # every record pymarc reads strictly as declared, we read the same
+    with open(path, "rb") as handle:
+        reader = pymarc.MARCReader(handle, to_unicode=True, permissive=True, utf8_handling="strict")
+        strict = [r.as_dict() if r is not None else None for r in reader]
+    assert len(strict) == 383
+    for ours_result, theirs in zip(results, strict):
+        if theirs is not None and ours_result.encoding == "utf-8":
+            assert ours_result.record.as_dict() == theirs
+    # Records labelled UTF-8 whose bytes are MARC-8 are decoded as MARC-8 (0xE2 = acute accent)
+    relabelled = [r for r in results if r.ok and r.encoding == "marc-8" and r.record.leader[9] == "a"]
+    assert relabelled
+    assert any("préjugé" in r.record.title.lower() for r in relabelled if r.record.title)
+
+
+def test_unordered_directory_and_blank_leader_codes_are_read():
+    for name in ("unordered-directory-entries.mrc", "bad_leaders_10_11.mrc"):
+        path = MALFORMED / name
+        (result,) = ours(path)
+        assert result.ok
+        assert result.record.as_dict()["fields"] == pymarc_dicts(path, to_unicode=True)[0]["fields"]
+
+
+def test_chinese_mangled_multibyte_records():
+    path = MALFORMED / "chinese_mangled_multibyte.mrc"
+    results = ours(path)
+    assert len(results) == 4
+    for result in results:
+        # whichever way each record decodes, its text is real CJK, never replacement characters
+        assert result.ok, result.error
+        text = json.dumps(result.record.as_dict(), ensure_ascii=False)
+        assert "\ufffd" not in text
+
+
+def test_marcxml_error_file_reports_the_bad_tag():
+    (result,) = ours(MALFORMED / "error.mrc.xml")
+    assert result.record is None
+    assert "'___'" in result.error and result.raw.startswith(b"<record")
+
+
+def test_xml_syntax_error_after_good_records():
+    text = (FIXTURES / "idzebra" / "marcxml" / "collection-sandburg-1.xml").read_bytes()
+    head, _, _ = text.rpartition(b"</collection>")
+    broken = head.replace(b"<record", b"<record", 1) + b"<record><leader>oops</collection>"
+    results = ours(io.BytesIO(broken))
+    assert [r.ok for r in results] == [True, False]
+    assert "XML syntax error" in results[1].error
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+
+class RepeatingStream(io.RawIOBase):
+    """A non-seekable stream that serves `data` `times` times without holding the copies."""
+
+    def __init__(self, data: bytes, times: int):
+        self.data, self.times, self.position = data, times, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        total = len(self.data) * self.times
+        if self.position >= total:
+            return 0
+        start = self.position % len(self.data)
+        chunk = self.data[start:start + len(buffer)]
+        buffer[: len(chunk)] = chunk
+        self.position += len(chunk)
+        return len(chunk)
+
+
+def test_memory_stays_flat_on_a_long_stream():
+    data = LOC.read_bytes()
+    tracemalloc.start()
+    count = 0
+    for result in read_records(RepeatingStream(data, 8)):
+        assert result.ok
+        count += 1
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 386 * 8
+    assert peak < 3 * len(data)  # the input is 8x the file; never held at once
