@@ -631,7 +631,8 @@ class _NetworkBuilder:
         joint = self.joint_networks(root.get("joint_networks"), libraries)
         rules = self.rules(root["rules"], libraries) if "rules" in root else Rules()
         store = self.store(root["store"]) if "store" in root else StoreSettings()
-        targets = self.targets(root.get("targets"), libraries)
+        outside_members = {member.code for network in joint for member in network.other_members}
+        targets = self.targets(root.get("targets"), libraries, outside_members)
         auth = self.auth(root["auth"], libraries) if "auth" in root else AuthSettings()
         self.check_card_overlaps(libraries, joint)
 
@@ -900,7 +901,7 @@ class _NetworkBuilder:
         return StoreSettings(kind=kind or "embedded", path=store_path, url=url,
                              index_prefix=prefix or "union", flavor=flavor or "elasticsearch")
 
-    def targets(self, value: Any, libraries: dict[str, Library]) -> list[Target]:
+    def targets(self, value: Any, libraries: dict[str, Library], outside_members: set[str]) -> list[Target]:
         path: KeyPath = ("targets",)
         result: list[Target] = []
         seen: dict[str, int] = {}
@@ -956,8 +957,10 @@ class _NetworkBuilder:
             if "library_map" in data:
                 mapped = self.string_map((*here, "library_map"), data["library_map"])
                 for remote, local in mapped.items():
-                    if libraries and local not in libraries:
-                        self.problem((*here, "library_map", remote), f"{local!r} is not a library code in `libraries`")
+                    if libraries and local not in libraries and local not in outside_members:
+                        self.problem((*here, "library_map", remote),
+                                     f"{local!r} is neither a library code in `libraries` "
+                                     "nor an other member of a joint network")
                 options["library_map"] = mapped
             if "bib1_map" in data:
                 options["bib1_map"] = self.bib1_map((*here, "bib1_map"), data["bib1_map"])
