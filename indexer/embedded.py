@@ -795,7 +795,7 @@ class EmbeddedStore(Store):
         offset: int,
         limit: int,
     ) -> SearchResult:
-        connection.execute(f"INSERT INTO temp.hits (rid) SELECT * FROM ({hits.text})", hits.params)
+        connection.execute(f"INSERT OR IGNORE INTO temp.hits (rid) SELECT * FROM ({hits.text})", hits.params)
         total = connection.execute("SELECT COUNT(*) FROM temp.hits").fetchone()[0]
         columns = []
         joins = []
@@ -882,7 +882,7 @@ class EmbeddedStore(Store):
             connection.execute("DELETE FROM temp.hits")
             try:
                 if not isinstance(request.query, MatchAll):
-                    connection.execute(f"INSERT INTO temp.hits (rid) SELECT * FROM ({scope.text})", scope.params)
+                    connection.execute(f"INSERT OR IGNORE INTO temp.hits (rid) SELECT * FROM ({scope.text})", scope.params)
                 source = "vals v" if isinstance(request.query, MatchAll) else "vals v JOIN temp.hits h ON h.rid = v.rid"
                 counted = f"SELECT v.key, COUNT(DISTINCT v.rid) FROM {source} WHERE v.idx = ? AND v.key {{}} ? GROUP BY v.key"
                 before = connection.execute(
