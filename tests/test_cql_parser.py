@@ -24,9 +24,12 @@ from protocols.cql import (
     SearchClause,
     SortKey,
     clauses_in_scope,
+    map_clauses,
     parse,
     qualify,
+    quote,
     sort_keys_in_scope,
+    to_cql,
     to_xcql,
     xcql_element,
 )
@@ -256,6 +259,55 @@ def test_xcql_text_and_namespaced_element() -> None:
     assert element.findtext(f"{{{XCQL_NS}}}rightOperand/{{{XCQL_NS}}}searchClause/{{{XCQL_NS}}}term") == "图书馆"
 
 
+# --- CQL text and rewriting -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ('title = "fish"', "title = fish"),
+        ("(((a or b) or c) and d)", "a or b or c and d"),
+        ("a or (b and c)", "a or (b and c)"),
+        ("title any/stem (fish or 图书馆)", "title any/stem fish or title any/stem 图书馆"),
+        ('all contains any', '"all contains any"'),
+        ('>dc="urn:x" (>dc="urn:y" dc.title=a) SORTBY dc.date/Sort.Descending', '>dc=urn:x (>dc=urn:y dc.title = a) sortby dc.date/sort.descending'),
+        ("a and >p=u b", "a and (>p=u b)"),
+        ('x =/distance<"a b" ""', 'x =/distance<"a b" ""'),
+        ('ab"c', 'ab"c'),
+    ],
+)
+def test_to_cql_is_canonical_and_parses_back_to_the_same_tree(text: str, canonical: str) -> None:
+    query = parse(text)
+    assert to_cql(query) == canonical
+    assert parse(canonical) == query
+
+
+def test_quote_escapes_only_what_it_must() -> None:
+    backslash = "\\"
+    assert quote("图书馆") == "图书馆"
+    assert quote('ab"c') == 'ab"c'
+    assert quote("") == '""'
+    assert quote("a b" + backslash + "*") == '"a b' + backslash + '*"'
+    assert quote('a "b"') == '"a ' + backslash + '"b' + backslash + '""'
+    assert quote('"a') == '"' + backslash + '"a"'
+    assert quote("a b" + backslash) == '"a b' + backslash * 2 + '"'
+
+
+def test_map_clauses_renames_indexes_for_a_remote_target() -> None:
+    query = parse('>dc="info:srw/cql-context-set/1/dc-v1.1" dc.title=图书馆 and (bath.author=鲁迅 or 书) sortby dc.date')
+    local_to_remote = {"title": "bib.title", "author": "bib.name"}
+
+    def rewrite(found: SearchClause, qualified: QualifiedIndex) -> SearchClause:
+        if found.implicit:
+            return found
+        return SearchClause(local_to_remote[qualified.name], found.relation, found.term)
+
+    remote = map_clauses(query, rewrite)
+    assert to_cql(remote) == (
+        '>dc="info:srw/cql-context-set/1/dc-v1.1" bib.title = 图书馆 and (bib.name = 鲁迅 or 书) sortby dc.date'
+    )
+
+
 # --- errors -----------------------------------------------------------------------------------------
 
 
@@ -347,6 +399,11 @@ def check_parse_is_total(text: str) -> None:
         assert 0 <= found.position <= len(text)
         assert qualified.name
     assert parse(text) == query
+    canonical = to_cql(query)
+    again = parse(canonical, max_depth=10 * DEFAULT_MAX_DEPTH)
+    assert to_cql(again) == canonical
+    if '"' not in text and "\\" not in text:
+        assert again == query
 
 
 @FUZZ

@@ -22,6 +22,7 @@ from .ast import (
     sort_keys_in_scope,
 )
 from .parser import DEFAULT_MAX_DEPTH, CQLSyntaxError, parse, tokenize
+from .render import map_clauses, quote, to_cql
 from .xcql import XCQL_NS, to_xcql, xcql_element
 
 __all__ = [
@@ -40,9 +41,12 @@ __all__ = [
     "SearchClause",
     "SortKey",
     "clauses_in_scope",
+    "map_clauses",
     "parse",
     "qualify",
+    "quote",
     "sort_keys_in_scope",
+    "to_cql",
     "to_xcql",
     "tokenize",
 ]
