@@ -115,9 +115,12 @@ class Token:
             return f"word: '{self.value}'"
         if self.kind is Kind.STRING:
             return f'string: "{self.value}"'
-        if self.kind in _KEYWORDS.values() or len(self.kind.value) == 2:
-            return self.kind.value
-        return f"'{self.kind.value}'"
+        return _describe(self.kind)
+
+
+def _describe(kind: Kind) -> str:
+    """cql-java's name for a keyword or operator token: one-character ones quoted."""
+    return f"'{kind.value}'" if len(kind.value) == 1 else kind.value
 
 
 def tokenize(text: str) -> list[Token]:
@@ -186,8 +189,7 @@ class _Parser:
 
     def expect(self, kind: Kind) -> Token:
         if self.token.kind is not kind:
-            shown = kind.value if len(kind.value) == 2 or kind in _KEYWORDS.values() else f"'{kind.value}'"
-            raise CQLSyntaxError(f"expected {shown}, got {self.token.render()}", self.token.start)
+            raise CQLSyntaxError(f"expected {_describe(kind)}, got {self.token.render()}", self.token.start)
         return self.advance()
 
     def symbol(self, expected: str) -> Token:

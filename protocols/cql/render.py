@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from .ast import Boolean, Modifier, Node, PrefixAssignment, QualifiedIndex, Query, SearchClause, qualify
+from .ast import Modifier, Node, PrefixAssignment, QualifiedIndex, Query, SearchClause, qualify
 
 _BARE_STOP = frozenset("()/<>= \t\r\n")
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from lxml import etree
 
-from .ast import Boolean, Modifier, Node, PrefixAssignment, Query, SearchClause, SortKey
+from .ast import Modifier, Node, PrefixAssignment, Query, SearchClause, SortKey
 
 XCQL_NS = "http://www.loc.gov/zing/cql/xcql/"
 
@@ -87,7 +87,7 @@ class _Builder:
 
 def xcql_element(query: Query, *, namespace: str | None = None) -> etree._Element:
     """The query as an XCQL element tree (a ``searchClause`` or ``triple`` root)."""
-    # Iterative consumers are not needed here: parse() caps the tree depth well below the recursion limit.
+    # Recursing is safe: parse() caps the tree depth far below the recursion limit.
     return _Builder(namespace).node(None, query.root, query.prefixes, query.sort_keys)
 
 
