@@ -23,6 +23,7 @@ from protocols.cql import (
     Relation,
     SearchClause,
     SortKey,
+    SyntaxProblem,
     clauses_in_scope,
     map_clauses,
     parse,
@@ -311,36 +312,45 @@ def test_map_clauses_renames_indexes_for_a_remote_target() -> None:
 # --- errors -----------------------------------------------------------------------------------------
 
 
+SYNTAX, PARENTHESES, QUOTES, CHARACTER = (
+    SyntaxProblem.SYNTAX,
+    SyntaxProblem.PARENTHESES,
+    SyntaxProblem.QUOTES,
+    SyntaxProblem.CHARACTER,
+)
+
+
 @pytest.mark.parametrize(
-    ("text", "message", "position"),
+    ("text", "message", "position", "problem"),
     [
-        ("", "expected index or term, got EOF", 0),
-        ("cat or", "expected index or term, got EOF", 6),
-        ("(a", "expected ')', got EOF", 2),
-        ("a)", "junk after end: ')'", 1),
-        ("a / b", "expected boolean, got '/'", 2),
-        ("title = ", "expected index or term, got EOF", 8),
-        ("title = (", "expected index or term, got EOF", 9),
-        ('title = "abc', "unterminated string", 8),
-        ('"abc\\', "unterminated string", 0),
-        ("a b = c", "unexpected relation '='", 4),
-        ('a and/"x" b', 'expected modifier, got string: "x"', 6),
-        ("a and/ = b", "expected modifier, got '='", 7),
-        ("title =/stem= ) x", "expected modifier value, got ')'", 14),
-        ("x sortby", "no sort keys", 8),
-        ("x sortby (", "expected sort index, got '('", 9),
-        ("x sortby a/", "expected modifier, got EOF", 11),
-        ("> = x", "expected prefix-name, got '='", 2),
-        (">dc= x", "expected index or term, got EOF", 6),
-        (">dc=(x) y", "expected prefix-identifier, got '('", 4),
-        ("a\x00b", "character U+0000 is not allowed in a query", 1),
-        ("a <> <> b", "expected index or term, got <>", 5),
+        ("", "expected index or term, got EOF", 0, SYNTAX),
+        ("cat or", "expected index or term, got EOF", 6, SYNTAX),
+        ("(a", "expected ')', got EOF", 2, PARENTHESES),
+        ("a)", "junk after end: ')'", 1, PARENTHESES),
+        ("a / b", "expected boolean, got '/'", 2, SYNTAX),
+        ("title = ", "expected index or term, got EOF", 8, SYNTAX),
+        ("title = (", "expected index or term, got EOF", 9, PARENTHESES),
+        ("(a or", "expected index or term, got EOF", 5, PARENTHESES),
+        ('title = "abc', "unterminated string", 8, QUOTES),
+        ('"abc\\', "unterminated string", 0, QUOTES),
+        ("a b = c", "unexpected relation '='", 4, SYNTAX),
+        ('a and/"x" b', 'expected modifier, got string: "x"', 6, QUOTES),
+        ("a and/ = b", "expected modifier, got '='", 7, SYNTAX),
+        ("title =/stem= ) x", "expected modifier value, got ')'", 14, PARENTHESES),
+        ("x sortby", "no sort keys", 8, SYNTAX),
+        ("x sortby (", "expected sort index, got '('", 9, PARENTHESES),
+        ("x sortby a/", "expected modifier, got EOF", 11, SYNTAX),
+        ("> = x", "expected prefix-name, got '='", 2, SYNTAX),
+        (">dc= x", "expected index or term, got EOF", 6, SYNTAX),
+        (">dc=(x) y", "expected prefix-identifier, got '('", 4, PARENTHESES),
+        ("a\x00b", "character U+0000 is not allowed in a query", 1, CHARACTER),
+        ("a <> <> b", "expected index or term, got <>", 5, SYNTAX),
     ],
 )
-def test_syntax_errors_say_what_and_where(text: str, message: str, position: int) -> None:
+def test_syntax_errors_say_what_and_where(text: str, message: str, position: int, problem: SyntaxProblem) -> None:
     with pytest.raises(CQLSyntaxError) as caught:
         parse(text)
-    assert (caught.value.message, caught.value.position) == (message, position)
+    assert (caught.value.message, caught.value.position, caught.value.problem) == (message, position, problem)
     assert str(caught.value) == f"{message} (at character {position})"
 
 
@@ -351,8 +361,9 @@ def test_nesting_is_capped_with_a_syntax_error() -> None:
         parse("(" * 100_000 + "a" + ")" * 100_000)
     with pytest.raises(CQLSyntaxError, match="nested more than"):
         parse('a and >p="u" ' * 10_000 + "b")
-    with pytest.raises(CQLSyntaxError, match="nested more than 10 levels"):
+    with pytest.raises(CQLSyntaxError, match="nested more than 10 levels") as caught:
         parse("(" * 11 + "a" + ")" * 11, max_depth=10)
+    assert caught.value.problem is SyntaxProblem.TOO_DEEP
 
 
 def test_long_boolean_chains_are_capped_but_a_long_or_list_parses() -> None:

@@ -21,7 +21,7 @@ from .ast import (
     qualify,
     sort_keys_in_scope,
 )
-from .parser import DEFAULT_MAX_DEPTH, CQLSyntaxError, parse, tokenize
+from .parser import DEFAULT_MAX_DEPTH, CQLSyntaxError, SyntaxProblem, parse, tokenize
 from .render import map_clauses, quote, to_cql
 from .xcql import XCQL_NS, to_xcql, xcql_element
 
@@ -40,6 +40,7 @@ __all__ = [
     "Relation",
     "SearchClause",
     "SortKey",
+    "SyntaxProblem",
     "clauses_in_scope",
     "map_clauses",
     "parse",

@@ -51,13 +51,29 @@ Each level is two elements deep in XCQL, and libxml2-based clients refuse docume
 recursive tree walkers far from Python's recursion limit). Callers may raise it."""
 
 
+class SyntaxProblem(Enum):
+    """What kind of mistake a syntax error is, for protocols that distinguish them.
+
+    SRU maps PARENTHESES to diagnostic 13, QUOTES to 14 and the rest to 10."""
+
+    SYNTAX = "syntax"
+    PARENTHESES = "parentheses"
+    """A missing, extra, empty or misplaced parenthesis."""
+    QUOTES = "quotes"
+    """An unterminated string, or a quoted string where only a word may stand (a modifier name)."""
+    TOO_DEEP = "too-deep"
+    CHARACTER = "character"
+    """A character XML cannot carry (control characters, lone surrogates)."""
+
+
 class CQLSyntaxError(ValueError):
     """The query is not CQL. ``position`` is the 0-based character offset of the problem."""
 
-    def __init__(self, message: str, position: int) -> None:
+    def __init__(self, message: str, position: int, problem: SyntaxProblem = SyntaxProblem.SYNTAX) -> None:
         super().__init__(f"{message} (at character {position})")
         self.message = message
         self.position = position
+        self.problem = problem
 
 
 class Kind(Enum):
@@ -127,7 +143,9 @@ def tokenize(text: str) -> list[Token]:
     """Split a query into tokens, ending with one EOF token."""
     bad = _NOT_XML_CHAR.search(text)
     if bad is not None:
-        raise CQLSyntaxError(f"character U+{ord(bad.group()):04X} is not allowed in a query", bad.start())
+        raise CQLSyntaxError(
+            f"character U+{ord(bad.group()):04X} is not allowed in a query", bad.start(), SyntaxProblem.CHARACTER
+        )
     tokens: list[Token] = []
     i, n = 0, len(text)
     while True:
@@ -160,7 +178,7 @@ def tokenize(text: str) -> list[Token]:
                 chars.append(text[i])
                 i += 1
             if i >= n:
-                raise CQLSyntaxError("unterminated string", start)
+                raise CQLSyntaxError("unterminated string", start, SyntaxProblem.QUOTES)
             i += 1
             tokens.append(Token(Kind.STRING, "".join(chars), start))
         else:
@@ -176,6 +194,7 @@ class _Parser:
         self.index = 0
         self.max_depth = max_depth
         self.nesting = 0
+        self.open_parentheses = 0
 
     @property
     def token(self) -> Token:
@@ -187,14 +206,25 @@ class _Parser:
             self.index += 1
         return token
 
+    def error(self, message: str, token: Token, *, wanted: Kind | None = None) -> CQLSyntaxError:
+        """A syntax error at ``token``, classified by the token the parser stumbled on or wanted."""
+        unclosed = token.kind is Kind.EOF and self.open_parentheses > 0
+        if unclosed or token.kind in (Kind.LPAREN, Kind.RPAREN) or wanted in (Kind.LPAREN, Kind.RPAREN):
+            problem = SyntaxProblem.PARENTHESES
+        elif token.kind is Kind.STRING:
+            problem = SyntaxProblem.QUOTES
+        else:
+            problem = SyntaxProblem.SYNTAX
+        return CQLSyntaxError(message, token.start, problem)
+
     def expect(self, kind: Kind) -> Token:
         if self.token.kind is not kind:
-            raise CQLSyntaxError(f"expected {_describe(kind)}, got {self.token.render()}", self.token.start)
+            raise self.error(f"expected {_describe(kind)}, got {self.token.render()}", self.token, wanted=kind)
         return self.advance()
 
     def symbol(self, expected: str) -> Token:
         if self.token.kind not in _SYMBOL_KINDS:
-            raise CQLSyntaxError(f"expected {expected}, got {self.token.render()}", self.token.start)
+            raise self.error(f"expected {expected}, got {self.token.render()}", self.token)
         return self.advance()
 
     def is_relation(self) -> bool:
@@ -205,7 +235,9 @@ class _Parser:
 
     def check_depth(self, height: int, token: Token) -> None:
         if height > self.max_depth or self.nesting > self.max_depth:
-            raise CQLSyntaxError(f"query nested more than {self.max_depth} levels deep", token.start)
+            raise CQLSyntaxError(
+                f"query nested more than {self.max_depth} levels deep", token.start, SyntaxProblem.TOO_DEEP
+            )
 
     # query ::= prefix* scoped [ sortby sortKey+ ]
     def parse_query(self, text: str) -> Query:
@@ -220,9 +252,9 @@ class _Parser:
                 index = self.symbol("sort index")
                 sort_keys.append(SortKey(index.value, self.modifiers(), index.start))
             if not sort_keys:
-                raise CQLSyntaxError("no sort keys", self.token.start)
+                raise self.error("no sort keys", self.token)
         if self.token.kind is not Kind.EOF:
-            raise CQLSyntaxError(f"junk after end: {self.token.render()}", self.token.start)
+            raise self.error(f"junk after end: {self.token.render()}", self.token)
         return Query(root, tuple(sort_keys), tuple(prefixes), text)
 
     def prefix(self) -> PrefixAssignment:
@@ -238,7 +270,7 @@ class _Parser:
         while self.token.kind is Kind.SLASH:
             self.advance()
             if self.token.kind is not Kind.WORD:
-                raise CQLSyntaxError(f"expected modifier, got {self.token.render()}", self.token.start)
+                raise self.error(f"expected modifier, got {self.token.render()}", self.token)
             name = self.advance().value.lower()
             if self.token.kind in _SYMBOLIC_RELATIONS:
                 comparison = self.advance().value
@@ -255,7 +287,7 @@ class _Parser:
         while self.token.kind not in (Kind.EOF, Kind.RPAREN, Kind.SORTBY):
             operator = self.token
             if operator.kind not in _BOOLEANS:
-                raise CQLSyntaxError(f"expected boolean, got {operator.render()}", operator.start)
+                raise self.error(f"expected boolean, got {operator.render()}", operator)
             self.advance()
             modifiers = self.modifiers()
             right, right_height = self.term(index, relation, implicit)
@@ -269,8 +301,10 @@ class _Parser:
         while True:
             if self.token.kind is Kind.LPAREN:
                 self.advance()
+                self.open_parentheses += 1
                 node, height = self.scoped(index, relation, implicit)
                 self.expect(Kind.RPAREN)
+                self.open_parentheses -= 1
                 return node, height + 1
             if self.token.kind is Kind.GT:
                 assignment = self.prefix()
@@ -283,7 +317,7 @@ class _Parser:
             if not self.is_relation():
                 return SearchClause(index, relation, " ".join(words), implicit=implicit, position=first.start), 0
             if len(words) > 1:
-                raise CQLSyntaxError(f"unexpected relation '{self.token.value}'", self.token.start)
+                raise self.error(f"unexpected relation '{self.token.value}'", self.token)
             index, implicit = first.value, False
             name = self.advance().value
             relation = Relation(name, self.modifiers())
