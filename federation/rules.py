@@ -472,7 +472,7 @@ def parse_number_range(value: Any) -> NumberRange:
         raise ValueError("range: expected a string START-END or a mapping {prefix, digits, start, end}")
     low, high = NumberRange.split(start), NumberRange.split(end)
     if low is None or high is None:
-        raise ValueError(f"range {start}-{end}: both ends must end in digits")
+        raise ValueError(f"range {start}-{end}: each end must be a non-digit prefix followed by digits")
     if low[0] != high[0]:
         raise ValueError(f"range {start}-{end}: prefixes differ ({low[0]!r} and {high[0]!r})")
     if low[2] != high[2]:
@@ -710,13 +710,15 @@ class _NetworkBuilder:
                 self.problem((*here, "parent"), f"parent {library.parent!r} is not a library code in `libraries`")
             elif library.parent == code:
                 self.problem((*here, "parent"), f"library {code!r} is its own parent")
+        # A hub's parent is reported above; following it again would only report the same mistake as a cycle.
+        parent_of = {code: None if lib.tier == "hub" else lib.parent for code, lib in libraries.items()}
         reported: set[str] = set()
         for code in libraries:
             chain = [code]
-            current = libraries[code].parent
+            current = parent_of[code]
             while current is not None and current in libraries and current not in chain:
                 chain.append(current)
-                current = libraries[current].parent
+                current = parent_of[current]
             # Only the libraries on the cycle itself return to where they started.
             if current == code and len(chain) > 1 and code not in reported:
                 reported.update(chain)
