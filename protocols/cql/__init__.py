@@ -1,4 +1,10 @@
-"""CQL 1.2: parser, parse tree and XCQL serializer. No knowledge of indexes or storage.
+"""CQL 1.2: parser, parse tree, XCQL and CQL serializers. No knowledge of indexes or storage.
+
+- ``parse(text, max_depth=...) -> Query``; errors are ``CQLSyntaxError(message, position, problem)``.
+- ``clauses_in_scope`` / ``sort_keys_in_scope`` / ``qualify`` resolve index prefixes through the
+  prefix assignments in scope (``QualifiedIndex.key`` = (context-set URI or prefix, name)).
+- ``to_xcql`` / ``xcql_element`` give cql-java's XCQL; ``to_cql`` canonical CQL text; ``map_clauses``
+  rewrites clauses (index renaming for remote targets).
 
 >>> query = parse('dc.title any/stem "fish chips" sortby dc.date/sort.descending')
 >>> query.root.index, query.root.relation.base, query.root.term
