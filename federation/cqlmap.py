@@ -86,7 +86,7 @@ class CQLMapper:
                 raise SRUDiagnostic(91, spec.path, "case-sensitive sorting is not supported")
             if spec.missing_value not in ("highValue", "lowValue"):
                 raise SRUDiagnostic(92, spec.missing_value, "missingValue must be highValue or lowValue")
-            definition = self._resolve(cql.qualify(spec.path, ()), spec.path)
+            definition = self.resolve(cql.qualify(spec.path, ()), spec.path)
             self._check_sortable(definition, spec.path)
             keys.append(SortKey(definition.name, spec.ascending,
                                 _missing_first(spec.ascending, spec.missing_value == "lowValue")))
@@ -94,7 +94,7 @@ class CQLMapper:
 
     def index(self, name: str) -> IndexDefinition:
         """A CQL index name as written in a scan clause or facet parameter -> its definition (16 if unknown)."""
-        return self._resolve(cql.qualify(name, ()), name)
+        return self.resolve(cql.qualify(name, ()), name)
 
     # -- the tree -------------------------------------------------------------------------
     def _node(self, node: cql.Node, scope: tuple[cql.PrefixAssignment, ...]) -> Query:
@@ -141,7 +141,7 @@ class CQLMapper:
         qualified = cql.qualify(clause.index, scope)
         if self._canonical_prefix(qualified, clause.index) == "cql" and qualified.name.lower() == "allrecords":
             return MatchAll()
-        definition = self._resolve(qualified, clause.index)
+        definition = self.resolve(qualified, clause.index)
         relation_name = _RELATIONS.get(clause.relation.base)
         if relation_name is None:
             raise SRUDiagnostic(19, clause.relation.name, f"Unsupported relation {clause.relation.name!r}")
@@ -224,7 +224,7 @@ class CQLMapper:
             raise SRUDiagnostic(15, qualified.prefix, f"Unsupported context set prefix {qualified.prefix!r} in {written}")
         return prefix
 
-    def _resolve(self, qualified: cql.QualifiedIndex, written: str) -> IndexDefinition:
+    def resolve(self, qualified: cql.QualifiedIndex, written: str) -> IndexDefinition:
         prefix = self._canonical_prefix(qualified, written)
         if prefix is None:
             definition = self.table.by_cql(qualified.name)
@@ -236,7 +236,7 @@ class CQLMapper:
 
     # -- sorting --------------------------------------------------------------------------
     def _sort_key(self, key: cql.SortKey, qualified: cql.QualifiedIndex) -> SortKey:
-        definition = self._resolve(qualified, key.index)
+        definition = self.resolve(qualified, key.index)
         self._check_sortable(definition, key.index)
         ascending = True
         missing_low: bool | None = None
