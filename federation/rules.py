@@ -486,9 +486,6 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-_MISSING = object()
-
-
 class _NetworkBuilder:
     """Walks the parsed YAML once, building the model and collecting problems."""
 
@@ -528,8 +525,12 @@ class _NetworkBuilder:
         return value
 
     def text(self, path: KeyPath, value: Any, *, pattern: re.Pattern[str] | None = None, what: str = "") -> str | None:
-        if _is_int(value) and pattern is not None and pattern.match(str(value)):
-            return str(value)  # codes and MARC tags that YAML read as numbers
+        if _is_int(value) and pattern is not None:
+            # Codes and MARC tags that YAML read as numbers: 905 is fine, 001 (read as 1) is not.
+            if pattern.match(str(value)):
+                return str(value)
+            self.problem(path, f"expected {what or 'a string'}, got the number {value} (quote it: \"...\")")
+            return None
         if not isinstance(value, str) or not value.strip():
             self.problem(path, f"expected {what or 'a non-empty string'}, got {_kind(value)}")
             return None
@@ -558,11 +559,6 @@ class _NetworkBuilder:
             self.problem(path, f"expected {kind} from {minimum:g} to {maximum:g}, got {value!r}")
             return None
         return value
-
-    def get(self, mapping: dict[str, Any] | None, key: str, default: Any = _MISSING) -> Any:
-        if mapping is None or key not in mapping:
-            return default
-        return mapping[key]
 
     def names(self, path: KeyPath, value: Any) -> Names:
         data = self.mapping(path, value, {"zh": True, "en": False})
@@ -1014,7 +1010,7 @@ class _NetworkBuilder:
         path: KeyPath = ("auth",)
         data = self.mapping(path, value, {"tokens": False})
         tokens = []
-        for index, entry in enumerate(self.sequence((*path, "tokens"), self.get(data, "tokens", None))):
+        for index, entry in enumerate(self.sequence((*path, "tokens"), (data or {}).get("tokens"))):
             here = (*path, "tokens", index)
             t_data = self.mapping(here, entry, {"library": True, "sha256": True, "note": False})
             if t_data is None:

@@ -371,6 +371,9 @@ SINGLE_PROBLEMS = [
      "expected true or false", ("sometimes", 1)),
     ("yuanjiang", [("    transfer_days: 5 ", "    transfer_days: -1 ")], "rules.circulation.transfer_days",
      "expected a whole number from 0 to 365, got -1", ("-1", 1)),
+    # a MARC tag YAML read as a number
+    ("guangrao", [('      cnmarc: ["001", "200"]', '      cnmarc: [001, "200"]')],
+     "rules.cataloguing.required_fields.cnmarc[0]", "got the number 1 (quote it", ("001,", 1)),
     # references to libraries that do not exist
     ("gaoming", [("members: [GM, GM-HC, GM-MC, GM-YHE, GM-GH]", "members: [GM, GM-HC, GM-MC, GM-YHE, GM-XX]")],
      "joint_networks[0].members[4]", "'GM-XX' is not a library code", ("GM-XX", 1)),
