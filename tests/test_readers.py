@@ -334,10 +334,10 @@ def test_memory_stays_flat_on_a_long_stream():
     data = LOC.read_bytes()
     tracemalloc.start()
     count = 0
-    for result in read_records(RepeatingStream(data, 8)):
+    for result in read_records(RepeatingStream(data, 4)):
         assert result.ok
         count += 1
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert count == 386 * 8
-    assert peak < 3 * len(data)  # the input is 8x the file; never held at once
+    assert count == 386 * 4
+    assert peak < len(data)  # the input is 4x the file; not even one copy is held at once
