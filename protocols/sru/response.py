@@ -289,7 +289,8 @@ def _faceted_results(facets: Sequence[FacetResult]) -> etree._Element:
             element.text = str(text)
         return element
 
-    root = etree.Element(f"{{{FACET2_NS}}}facetedResults", nsmap={"facet": FACET2_NS})
+    # The element is of the sruResponse namespace; its content of the facetedResults namespace.
+    root = etree.Element(f"{{{SRU2_NS}}}facetedResults", nsmap={"facet": FACET2_NS})
     for facet in facets:
         element = sub(root, "facet")
         sub(element, "displayLabel", facet.label)
@@ -307,8 +308,11 @@ def _faceted_results(facets: Sequence[FacetResult]) -> etree._Element:
 def write_scan(version: str, terms: Sequence[ScanTermResult], echoed: EchoedScan | None,
                diagnostics: Sequence[SRUDiagnostic] = (), *, stylesheet: str | None = None) -> bytes:
     w = _Writer(version)
+    # SRU 2.0: the root is sruResponse:scanResponse, its content in the scan namespace.
     ns = SCAN2_NS if w.v2 else SRW_NS
-    root = w.root("scanResponse", ns, "scan" if w.v2 else "zs")
+    root = w.root("scanResponse")
+    if w.v2:
+        root = etree.Element(f"{{{SRU2_NS}}}scanResponse", nsmap={"sruResponse": SRU2_NS, "scan": SCAN2_NS})
     if not w.v2:
         w.sub(root, "version", version, ns)
     if terms:
