@@ -467,3 +467,17 @@ def test_every_problem_is_collected_not_just_the_first(tmp_path: Path) -> None:
         "rules.barcode_policy", "store.kind", "targets[0].url",
     ]
     assert [p.line for p in problems] == sorted(p.line for p in problems)
+
+
+def test_readme_example_is_a_valid_rule_set(tmp_path: Path) -> None:
+    readme = (NETWORKS.parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## The rule set"):]
+    example = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    path = tmp_path / "example.yaml"
+    path.write_text(example, encoding="utf-8")
+    network = load_network(path)
+    assert {tier: len(members) for tier, members in network.by_tier().items()} == \
+        {"hub": 1, "branch": 2, "reading_room": 1, "mobile": 1}
+    assert network.to_ingest_policy().libraries["GR-XZBM"].holdings.tag == "952"
+    assert network.joint_member_for_card("37050000000123")[1].code == "DY"
+    assert network.targets[0].enabled is False
