@@ -22,6 +22,7 @@ import base64
 import hashlib
 import json
 import logging
+import random
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -56,7 +57,9 @@ _COMPAT_MEDIA_TYPE = re.compile(r"application/vnd\.elasticsearch\+([a-z0-9.\-]+)
 _PAGE = 1000           # ids per page when walking a result set
 _FACET_PAGE = 1000     # buckets per composite page
 _STATS_BUCKETS = 10_000
-_UPDATE_ATTEMPTS = 5
+# Each round of optimistic item updates lets at least one of the writers racing on a record win,
+# so this bounds how many concurrent writers of one record are all served.
+_UPDATE_ATTEMPTS = 20
 _MAX_ID_BYTES = 512  # Elasticsearch's limit on _id
 _MAX_CHUNK_BYTES = 20 * 1024 * 1024
 
@@ -118,6 +121,7 @@ class ElasticsearchStore(Store):
         number_of_shards: int = 1,
         number_of_replicas: int | None = None,
         bulk_chunk_size: int = 500,
+        result_window: int = MAX_RESULT_WINDOW,
         **client_options: Any,
     ):
         if flavor not in FLAVORS:
@@ -133,6 +137,9 @@ class ElasticsearchStore(Store):
         self.number_of_shards = number_of_shards
         self.number_of_replicas = number_of_replicas
         self.bulk_chunk_size = bulk_chunk_size
+        # from/size reach this far; deeper offsets walk with search_after. An existing index's
+        # own `max_result_window` replaces it on open.
+        self.result_window = result_window
         self.compiler = QueryCompiler(table)
         self.mapping = elastic_mapping.mapping(table)
         self.client = connect(url, flavor, **client_options)
@@ -147,6 +154,7 @@ class ElasticsearchStore(Store):
         try:
             if await self.client.indices.exists_alias(name=self.alias):
                 await self._check_mapping()
+                await self._read_result_window()
             elif await self.client.indices.exists(index=self.alias):
                 raise StoreError(
                     f"{self.url}: {self.alias!r} is a concrete index, not an alias; "
@@ -172,11 +180,18 @@ class ElasticsearchStore(Store):
                     index, meta.get("fingerprint"), self.mapping["_meta"]["fingerprint"],
                 )
 
+    async def _read_result_window(self) -> None:
+        response = await self.client.indices.get_settings(index=self.alias)
+        windows = [int(body["settings"]["index"]["max_result_window"])
+                   for body in response.body.values() if "max_result_window" in body.get("settings", {}).get("index", {})]
+        # An index without the setting has Elasticsearch's default window.
+        self.result_window = min(windows) if windows else MAX_RESULT_WINDOW
+
     def _new_index_name(self) -> str:
         return f"{self.alias}-{datetime.now(timezone.utc).strftime('%Y%m%dt%H%M%S%f')}"
 
     async def _create_index(self, name: str, alias: bool) -> None:
-        settings = elastic_mapping.index_settings(self.number_of_shards, self.number_of_replicas)
+        settings = elastic_mapping.index_settings(self.number_of_shards, self.number_of_replicas, self.result_window)
         try:
             await self.client.indices.create(
                 index=name,
@@ -406,7 +421,8 @@ class ElasticsearchStore(Store):
                     outcomes[position] = ItemUpdateOutcome(updates[position].barcode, True, record_id)
             pending = conflicts
             if pending:
-                await asyncio.sleep(0.05 * (attempt + 1))
+                # Jittered so that the writers racing on a record do not retry in lockstep.
+                await asyncio.sleep(min(0.5, 0.01 * 2**attempt) * random.uniform(0.5, 1.5))
         for record_id, positions in pending.items():
             for position in positions:
                 outcomes[position] = ItemUpdateOutcome(
@@ -487,7 +503,7 @@ class ElasticsearchStore(Store):
         limit = max(request.limit, 0)
         if request.after is not None:
             body["search_after"] = _decode_cursor(request.after, signature)
-        elif request.offset + limit <= MAX_RESULT_WINDOW:
+        elif request.offset + limit <= self.result_window:
             body["from_"] = max(request.offset, 0)
         else:
             after = await self._skip(query, sort, request.offset)
@@ -516,7 +532,7 @@ class ElasticsearchStore(Store):
         after: list[Any] | None = None
         remaining = offset
         while remaining > 0:
-            size = min(remaining, MAX_RESULT_WINDOW)
+            size = min(remaining, self.result_window)
             response = await self.client.search(
                 index=self.alias, query=query, sort=sort, size=size, search_after=after,
                 source=False, track_total_hits=False, filter_path="hits.hits.sort",

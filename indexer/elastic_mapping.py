@@ -61,10 +61,12 @@ def _text_field() -> dict[str, Any]:
     }
 
 
-def index_settings(number_of_shards: int = 1, number_of_replicas: int | None = None) -> dict[str, Any]:
+def index_settings(
+    number_of_shards: int = 1, number_of_replicas: int | None = None, result_window: int = MAX_RESULT_WINDOW
+) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "number_of_shards": number_of_shards,
-        "max_result_window": MAX_RESULT_WINDOW,
+        "max_result_window": result_window,
         # Phrase regexps grow with the phrase (a CJK title is many bigrams).
         "max_regex_length": 65536,
         "mapping": {"nested_objects": {"limit": 100_000}},
