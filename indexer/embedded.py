@@ -46,7 +46,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Sequence, TypeVar, Union
 
 from indexer.analysis import QueryToken, exact_key, index_tokens, query_tokens, query_words, year_of
 from indexer.indexes import IndexDefinition, IndexLevel, IndexTable, IndexType
@@ -75,10 +75,12 @@ SCHEMA_VERSION = 1
 DATABASE_NAME = "catalogue.sqlite3"
 _READER_THREADS = 4
 _BUSY_TIMEOUT_MS = 30_000
-# Phrase tokens beyond this many are checked with correlated EXISTS instead of joins
-# (SQLite joins at most 64 tables).
-_MAX_PHRASE_JOINS = 40
+# Phrase tokens after the first this many are checked with correlated EXISTS instead of joins:
+# SQLite joins at most 64 tables, and planning a join of dozens of tables (a long CJK title is
+# one token per character) takes longer than running it.
+_MAX_PHRASE_JOINS = 8
 _CHUNK = 500  # ids per IN (...) list
+_COMPOUND_TERMS = 400
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _SQLITE_INT_MIN, _SQLITE_INT_MAX = -(2**63), 2**63 - 1
 
@@ -189,6 +191,29 @@ class _Sql:
     params: list[Any]
 
 
+@dataclass
+class _SetOperation:
+    """`parts[0] operator parts[1] operator ...`, evaluated left to right."""
+
+    operator: str  # INTERSECT, UNION, EXCEPT
+    parts: list["_Plan"]
+
+
+@dataclass
+class _ItemsToRecords:
+    """The records holding at least one of a set of items."""
+
+    items: "_Plan"
+
+
+# A compiled query: a tree evaluated bottom-up into a temporary table (`_Evaluation`), one
+# flat statement per node; SQLite's parser overflows on a few levels of nested compound
+# SELECTs, which a query of ten ORs already needs.
+_Plan = Union[_Sql, _SetOperation, _ItemsToRecords]
+_ALL_RECORDS = "SELECT rid FROM records"
+_ALL_ITEMS = "SELECT item FROM items"
+
+
 class _Compiler:
     """Canonical queries to SQL over the store's tables."""
 
@@ -201,17 +226,21 @@ class _Compiler:
             raise QueryNotSupported(f"unknown index {name!r}")
         return definition
 
-    def records(self, query: Query, item_scope: Query | None = None) -> _Sql:
-        sql = self._node(query, in_item=False)
+    def records(self, query: Query, item_scope: Query | None = None) -> _Plan:
+        plan = self._node(query, in_item=False)
         if item_scope is not None:
             scope = self._item_to_records(self._node(item_scope, in_item=True))
-            sql = _combine("INTERSECT", sql, scope)
-        return sql
+            plan = scope if isinstance(query, MatchAll) else _combine("INTERSECT", plan, scope)
+        return plan
 
-    def _node(self, query: Query, in_item: bool) -> _Sql:
+    def _node(self, query: Query, in_item: bool) -> _Plan:
         if isinstance(query, MatchAll):
-            return _Sql("SELECT item FROM items" if in_item else "SELECT rid FROM records", [])
+            return _Sql(_ALL_ITEMS if in_item else _ALL_RECORDS, [])
         if isinstance(query, And):
+            if isinstance(query.left, MatchAll):
+                return self._node(query.right, in_item)
+            if isinstance(query.right, MatchAll):
+                return self._node(query.left, in_item)
             return _combine("INTERSECT", self._node(query.left, in_item), self._node(query.right, in_item))
         if isinstance(query, Or):
             return _combine("UNION", self._node(query.left, in_item), self._node(query.right, in_item))
@@ -225,10 +254,12 @@ class _Compiler:
         raise QueryNotSupported(f"unknown query node {type(query).__name__}")
 
     @staticmethod
-    def _item_to_records(items: _Sql) -> _Sql:
-        return _Sql(f"SELECT DISTINCT rid FROM items WHERE item IN ({items.text})", items.params)
+    def _item_to_records(items: _Plan) -> _Plan:
+        if isinstance(items, _Sql) and items.text == _ALL_ITEMS:
+            return _Sql("SELECT DISTINCT rid FROM items", [])
+        return _ItemsToRecords(items)
 
-    def _clause(self, clause: Clause, in_item: bool) -> _Sql:
+    def _clause(self, clause: Clause, in_item: bool) -> _Plan:
         definition = self.definition(clause.index)
         item_level = definition.level is IndexLevel.ITEM
         if in_item and not item_level:
@@ -236,16 +267,16 @@ class _Compiler:
         if item_level and not in_item:
             if clause.relation is Relation.NE:
                 positive = self._clause(Clause(clause.index, Relation.EXACT, clause.term), in_item=True)
-                return _combine("EXCEPT", _Sql("SELECT rid FROM records", []), self._item_to_records(positive))
+                return _combine("EXCEPT", _Sql(_ALL_RECORDS, []), self._item_to_records(positive))
             return self._item_to_records(self._clause(clause, in_item=True))
         owner = "item" if in_item else "rid"
         scope = "item != 0" if in_item else "item = 0"
-        universe = _Sql("SELECT item FROM items" if in_item else "SELECT rid FROM records", [])
+        universe = _Sql(_ALL_ITEMS if in_item else _ALL_RECORDS, [])
         if definition.numeric:
             return self._numeric(definition, clause, owner, scope, universe)
         return self._textual(definition, clause, owner, scope, universe)
 
-    def _numeric(self, definition: IndexDefinition, clause: Clause, owner: str, scope: str, universe: _Sql) -> _Sql:
+    def _numeric(self, definition: IndexDefinition, clause: Clause, owner: str, scope: str, universe: _Sql) -> _Plan:
         def number(term: str | None) -> int:
             try:
                 return int(str(term).strip())
@@ -272,14 +303,14 @@ class _Compiler:
             return where("num BETWEEN ? AND ?", number(clause.term), number(clause.term_high))
         raise QueryNotSupported(f"relation {relation.value} is not supported on {definition.name!r}")
 
-    def _textual(self, definition: IndexDefinition, clause: Clause, owner: str, scope: str, universe: _Sql) -> _Sql:
+    def _textual(self, definition: IndexDefinition, clause: Clause, owner: str, scope: str, universe: _Sql) -> _Plan:
         relation = clause.relation
         text = definition.type is IndexType.TEXT
 
         def where(condition: str, *params: Any) -> _Sql:
             return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope} AND {condition}", [definition.name, *params])
 
-        def key_match(term: str) -> _Sql:
+        def key_match(term: str) -> _Plan:
             key = definition.query_key(term)
             if _is_masked(key):
                 return where("key GLOB ?", glob_pattern(key))
@@ -364,15 +395,78 @@ class _Compiler:
 _ORDERING = {Relation.LT: "<", Relation.LE: "<=", Relation.GT: ">", Relation.GE: ">="}
 
 
-def _combine(operator: str, left: _Sql, right: _Sql) -> _Sql:
-    return _Sql(f"SELECT * FROM ({left.text}) {operator} SELECT * FROM ({right.text})", left.params + right.params)
+def _combine(operator: str, left: _Plan, right: _Plan) -> _Plan:
+    """`left operator right`, flattening chains of one operator (no deep trees to evaluate)."""
+    parts = left.parts if isinstance(left, _SetOperation) and left.operator == operator else [left]
+    if operator != "EXCEPT" and isinstance(right, _SetOperation) and right.operator == operator:
+        return _SetOperation(operator, [*parts, *right.parts])  # INTERSECT and UNION are associative
+    return _SetOperation(operator, [*parts, right])
 
 
-def _combine_all(operator: str, parts: list[_Sql]) -> _Sql:
+def _combine_all(operator: str, parts: list[_Plan]) -> _Plan:
     result = parts[0]
     for part in parts[1:]:
         result = _combine(operator, result, part)
     return result
+
+
+class _Evaluation:
+    """Evaluates a plan on one connection into `temp.qsets` (node, id); `clear()` after use."""
+
+    def __init__(self, connection: sqlite3.Connection):
+        self.connection = connection
+        self.nodes = 0
+        connection.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS qsets (node INTEGER NOT NULL, id INTEGER NOT NULL, "
+            "PRIMARY KEY (node, id)) WITHOUT ROWID"
+        )
+
+    def run(self, plan: _Plan) -> int:
+        """Evaluates `plan`; returns the node number its ids are stored under."""
+        if isinstance(plan, _Sql):
+            node = self._node()
+            self.connection.execute(
+                f"INSERT OR IGNORE INTO temp.qsets (node, id) SELECT ?, * FROM ({plan.text})", [node, *plan.params]
+            )
+            return node
+        if isinstance(plan, _ItemsToRecords):
+            items = self.run(plan.items)
+            node = self._node()
+            self.connection.execute(
+                "INSERT OR IGNORE INTO temp.qsets (node, id) SELECT ?, i.rid FROM temp.qsets q "
+                "JOIN items i ON i.item = q.id WHERE q.node = ?",
+                (node, items),
+            )
+            return node
+        parts = [self.run(part) for part in plan.parts]
+        while True:
+            # SQLite allows at most 500 terms in one compound SELECT: go on from the partial result.
+            node = self._node()
+            chain = f" {plan.operator} ".join("SELECT id FROM temp.qsets WHERE node = ?" for _ in parts[:_COMPOUND_TERMS])
+            self.connection.execute(
+                f"INSERT INTO temp.qsets (node, id) SELECT ?, id FROM ({chain})", [node, *parts[:_COMPOUND_TERMS]]
+            )
+            if len(parts) <= _COMPOUND_TERMS:
+                return node
+            parts = [node, *parts[_COMPOUND_TERMS:]]
+
+    def _node(self) -> int:
+        self.nodes += 1
+        return self.nodes
+
+    def into_hits(self, plan: _Plan) -> None:
+        """Evaluates `plan` into `temp.hits` (rid)."""
+        self.connection.execute("CREATE TEMP TABLE IF NOT EXISTS hits (rid INTEGER PRIMARY KEY)")
+        self.connection.execute("DELETE FROM temp.hits")
+        if isinstance(plan, _Sql):
+            self.connection.execute(f"INSERT OR IGNORE INTO temp.hits (rid) SELECT * FROM ({plan.text})", plan.params)
+            return
+        node = self.run(plan)
+        self.connection.execute("INSERT INTO temp.hits (rid) SELECT id FROM temp.qsets WHERE node = ?", (node,))
+
+    def clear(self) -> None:
+        self.connection.execute("DELETE FROM temp.qsets")
+        self.connection.execute("DELETE FROM temp.hits")
 
 
 # -- cursors -------------------------------------------------------------------------------------
@@ -759,7 +853,7 @@ class EmbeddedStore(Store):
         return [UnionRecord.from_dict(json.loads(payloads[i])) if i in payloads else None for i in ids]
 
     async def search(self, request: SearchRequest) -> SearchResult:
-        hits = self.compiler.records(request.query, request.item_scope)
+        hits = self._compile(request.query, request.item_scope)
         sort_definitions = self.compiler.sort_definitions(request.sort)
         facet_definitions = [self._facet_definition(f) for f in request.facets]
         signature = _signature(request.sort)
@@ -770,24 +864,31 @@ class EmbeddedStore(Store):
         offset = 0 if after is not None else max(request.offset, 0)
 
         def work(connection: sqlite3.Connection) -> SearchResult:
-            connection.execute("CREATE TEMP TABLE IF NOT EXISTS hits (rid INTEGER PRIMARY KEY)")
-            connection.execute("DELETE FROM temp.hits")
+            evaluation = _Evaluation(connection)
             try:
-                return self._search_in(connection, request, hits, sort_definitions, facet_definitions,
+                evaluation.into_hits(hits)
+                return self._search_in(connection, request, sort_definitions, facet_definitions,
                                        signature, after, offset, limit)
             finally:
-                connection.execute("DELETE FROM temp.hits")
+                evaluation.clear()
 
         try:
             return await self._read(work)
         except sqlite3.OperationalError as error:
-            raise QueryNotSupported(f"the query is too complex for the embedded store: {error}") from error
+            raise QueryNotSupported(f"the embedded store cannot run this query: {error}") from error
+        except RecursionError:
+            raise QueryNotSupported("the query is nested too deeply") from None
+
+    def _compile(self, query: Query, item_scope: Query | None = None) -> _Plan:
+        try:
+            return self.compiler.records(query, item_scope)
+        except RecursionError:
+            raise QueryNotSupported("the query is nested too deeply") from None
 
     def _search_in(
         self,
         connection: sqlite3.Connection,
         request: SearchRequest,
-        hits: _Sql,
         sort_definitions: list[IndexDefinition],
         facet_definitions: list[IndexDefinition],
         signature: str,
@@ -795,7 +896,6 @@ class EmbeddedStore(Store):
         offset: int,
         limit: int,
     ) -> SearchResult:
-        connection.execute(f"INSERT OR IGNORE INTO temp.hits (rid) SELECT * FROM ({hits.text})", hits.params)
         total = connection.execute("SELECT COUNT(*) FROM temp.hits").fetchone()[0]
         columns = []
         joins = []
@@ -872,17 +972,16 @@ class EmbeddedStore(Store):
             raise QueryNotSupported(f"index {request.index!r} is numeric and cannot be scanned")
         if request.count <= 0:
             return []
-        scope = self.compiler.records(request.query)
+        scope = self._compile(request.query)
         start = definition.query_key(request.start)
         before_wanted = min(max(request.position - 1, 0), request.count)
         skip = max(1 - request.position, 0)
 
         def work(connection: sqlite3.Connection) -> list[ScanTerm]:
-            connection.execute("CREATE TEMP TABLE IF NOT EXISTS hits (rid INTEGER PRIMARY KEY)")
-            connection.execute("DELETE FROM temp.hits")
+            evaluation = _Evaluation(connection)
             try:
                 if not isinstance(request.query, MatchAll):
-                    connection.execute(f"INSERT OR IGNORE INTO temp.hits (rid) SELECT * FROM ({scope.text})", scope.params)
+                    evaluation.into_hits(scope)
                 source = "vals v" if isinstance(request.query, MatchAll) else "vals v JOIN temp.hits h ON h.rid = v.rid"
                 counted = f"SELECT v.key, COUNT(DISTINCT v.rid) FROM {source} WHERE v.idx = ? AND v.key {{}} ? GROUP BY v.key"
                 before = connection.execute(
@@ -892,7 +991,7 @@ class EmbeddedStore(Store):
                     counted.format(">=") + " ORDER BY v.key LIMIT ?", (definition.name, start, request.count + skip)
                 ).fetchall()
             finally:
-                connection.execute("DELETE FROM temp.hits")
+                evaluation.clear()
             terms = [ScanTerm(key, count) for key, count in reversed(before)]
             return terms + [ScanTerm(key, count) for key, count in onward[skip:]][: request.count - len(terms)]
 

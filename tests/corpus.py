@@ -217,6 +217,20 @@ def handmade_records() -> list[UnionRecord]:
             _item("HUB0000006", "HUB", A.ON_LOAN, "G254.122/2"),
             _item("RR010000002", "RR01", A.REFERENCE_ONLY, "G254.122/2"),
         ]),
+        make_record("h11", {
+            # Longer than any join chain: a phrase query for the whole title has 47 tokens.
+            "title": ["县域公共图书馆总分馆制建设与一卡通借还服务体系研究暨乡村振兴背景下基层图书馆阅读推广的理论与实践探索"],
+            "creator": ["课题组 编"],
+            "date": ["2023"],
+            "language": ["chi"],
+            "material_type": ["book"],
+        }, [_item("SP010000003", "SP01", A.AVAILABLE, "", "")]),
+        make_record("h12", {
+            # Values without any token, and one whose key is empty.
+            "title": ["...", "——"],
+            "creator": ["[s.n.]"],
+            "material_type": ["book"],
+        }, [_item("RR010000003", "RR01", A.ON_LOAN, "", "阅览室")]),
     ]
 
 

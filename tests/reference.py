@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from indexer.analysis import exact_key, index_tokens, query_tokens, query_words, year_of
+from indexer.analysis import exact_key, query_words, year_of
+from indexer.analysis import index_tokens as _index_tokens
+from indexer.analysis import query_tokens as _query_tokens
 from indexer.indexes import IndexDefinition, IndexLevel, IndexTable, IndexType
 from indexer.model import Item, UnionRecord
 from indexer.query import (
@@ -35,6 +37,17 @@ from indexer.query import (
 )
 
 
+@functools.lru_cache(maxsize=100_000)
+def index_tokens(value: str) -> tuple[str, ...]:
+    return tuple(_index_tokens(value))
+
+
+@functools.lru_cache(maxsize=10_000)
+def query_tokens(term: str) -> tuple:
+    return tuple(_query_tokens(term))
+
+
+@functools.lru_cache(maxsize=10_000)
 def _mask_regex(masked: str) -> re.Pattern[str]:
     """`*` any run of characters, `?` exactly one; everything else literal."""
     return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in masked), re.DOTALL)
@@ -67,6 +80,7 @@ class Reference:
     def __init__(self, table: IndexTable, records: Iterable[UnionRecord]):
         self.table = table
         self.records: dict[str, _Prepared] = {}
+        self._answers: dict[tuple[Query, Query | None], frozenset[str]] = {}
         for record in records:
             prepared = _Prepared(record, items=list(record.items))
             for definition in table.record_indexes():
@@ -98,10 +112,16 @@ class Reference:
 
     # -- matching -------------------------------------------------------------------------
     def matches(self, query: Query, item_scope: Query | None = None) -> set[str]:
+        key = (query, item_scope)
+        if key not in self._answers:
+            self._answers[key] = self._matches(query, item_scope)
+        return set(self._answers[key])
+
+    def _matches(self, query: Query, item_scope: Query | None) -> frozenset[str]:
         hits = {rid for rid, prepared in self.records.items() if self._record(prepared, query)}
         if item_scope is not None:
             hits = {rid for rid in hits if self._record(self.records[rid], ItemMatch(item_scope))}
-        return hits
+        return frozenset(hits)
 
     def _record(self, prepared: _Prepared, query: Query) -> bool:
         if isinstance(query, MatchAll):

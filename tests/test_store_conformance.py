@@ -37,7 +37,8 @@ from indexer.query import (
 from indexer.store import QueryNotSupported, Store
 from reference import Reference
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# Every async test shares the module's event loop with the store fixture (loaded once per store).
+module_loop = pytest.mark.asyncio(loop_scope="module")
 
 TABLE: IndexTable = load_index_table()
 RECORDS = corpus_records()
@@ -56,6 +57,15 @@ def phrase(index: str, term: str, **anchors: bool) -> Clause:
 
 
 H01_ISBN = "9787040239812"
+H11_TITLE = "县域公共图书馆总分馆制建设与一卡通借还服务体系研究暨乡村振兴背景下基层图书馆阅读推广的理论与实践探索"
+
+
+def right_deep_or(clauses: list[Query]) -> Query:
+    query = clauses[-1]
+    for clause in reversed(clauses[:-1]):
+        query = Or(clause, query)
+    return query
+
 
 QUERIES: list[tuple[str, Query]] = [
     # -- text PHRASE: CJK bigrams, folding, masking, anchors ------------------------------------
@@ -105,6 +115,13 @@ QUERIES: list[tuple[str, Query]] = [
     ("title cjk generated", phrase("title", "乡村振兴")),
     ("title cjk generated form", phrase("title", "的故事")),
     ("title cjk generated combination", phrase("title", "故乡的故事")),
+    ("title cjk masked inside", phrase("title", "图*馆")),
+    ("title cjk masked first char", phrase("title", "?书馆")),
+    ("title cjk masked run end", phrase("title", "图书馆*学")),
+    ("title very long cjk phrase", phrase("title", H11_TITLE)),
+    ("title very long cjk phrase anchored", phrase("title", H11_TITLE[:30], start=True)),
+    ("title very long cjk phrase off by one", phrase("title", H11_TITLE[1:] + "了")),
+    ("title empty key exact", c("title", R.EXACT, "...")),
     # -- ALL / ANY ------------------------------------------------------------------------------
     ("title all", c("title", R.ALL, "history library")),
     ("title all cjk", c("title", R.ALL, "图书馆 基础")),
@@ -249,6 +266,12 @@ QUERIES: list[tuple[str, Query]] = [
     ("and with empty side", And(phrase("title", "xylophone"), MatchAll())),
     ("or with ne", Or(c("language", R.NE, "chi"), phrase("title", "图书馆"))),
     ("match all", MatchAll()),
+    ("any of 600 words", c("title", R.ANY, " ".join(f"nosuchword{n}" for n in range(600)) + " river")),
+    ("right-deep or of 150", right_deep_or([phrase("title", f"nosuchword{n}") for n in range(150)] + [phrase("title", "river")])),
+    ("left-deep and-not chain", AndNot(AndNot(AndNot(MatchAll(), c("language", R.EXACT, "chi")), c("date", R.LT, "1990")),
+                                       c("material_type", R.EXACT, "book"))),
+    ("item ne on empty call numbers", ItemMatch(c("call_number", R.NE, "G250/12"))),
+    ("item ne location outside", c("location", R.NE, "少儿阅览室")),
 ]
 
 
@@ -286,6 +309,7 @@ SCANS: list[tuple[str, ScanRequest]] = [
     ("title from cjk", ScanRequest("title", "图", count=6, position=2)),
     ("title past the end", ScanRequest("title", "\U0010ffff", count=5, position=4)),
     ("title from the start", ScanRequest("title", "", count=5, position=3)),
+    ("title from the empty key", ScanRequest("title", "...", count=3, position=1)),
     ("title start term folded", ScanRequest("title", "THE", count=4)),
     ("creator", ScanRequest("creator", "m", count=12, position=6)),
     ("subject", ScanRequest("subject", "图书馆", count=5)),
@@ -329,6 +353,7 @@ def test_corpus_exercises_the_queries() -> None:
     assert sum(1 for t in totals if 0 < t < len(RECORDS)) >= 0.85 * len(QUERIES)
 
 
+@module_loop
 @pytest.mark.parametrize("name, query", QUERIES, ids=[name for name, _ in QUERIES])
 async def test_query(store: Store, name: str, query: Query) -> None:
     expected = REFERENCE.matches(query)
@@ -338,6 +363,7 @@ async def test_query(store: Store, name: str, query: Query) -> None:
     assert result.next_cursor is None
 
 
+@module_loop
 @pytest.mark.parametrize("name, request_", SORTS, ids=[name for name, _ in SORTS])
 async def test_sorted_page(store: Store, name: str, request_: SearchRequest) -> None:
     total, page, _ = REFERENCE.search(request_)
@@ -346,6 +372,7 @@ async def test_sorted_page(store: Store, name: str, request_: SearchRequest) -> 
     assert result.ids == page
 
 
+@module_loop
 @pytest.mark.parametrize("name, request_", FACETS, ids=[name for name, _ in FACETS])
 async def test_facets(store: Store, name: str, request_: SearchRequest) -> None:
     total, _, facets = REFERENCE.search(request_)
@@ -354,12 +381,14 @@ async def test_facets(store: Store, name: str, request_: SearchRequest) -> None:
     assert result.facets == facets
 
 
+@module_loop
 @pytest.mark.parametrize("name, request_", SCANS, ids=[name for name, _ in SCANS])
 async def test_scan(store: Store, name: str, request_: ScanRequest) -> None:
     expected = REFERENCE.scan(request_)
     assert await store.scan(request_) == expected
 
 
+@module_loop
 @pytest.mark.parametrize(
     "sort", [(), (SortKey("date", False), SortKey("title")), (SortKey("creator", True, True),)], ids=["relevance", "date-title", "creator"]
 )
@@ -383,6 +412,7 @@ async def test_cursor_walk(store: Store, sort: tuple[SortKey, ...]) -> None:
         assert seen == REFERENCE.ordered(expected, sort)
 
 
+@module_loop
 async def test_offset_pages_tile_the_result(store: Store) -> None:
     query = c("tier", R.EXACT, "branch")
     whole = await store.search(SearchRequest(query, limit=ALL))
@@ -392,6 +422,7 @@ async def test_offset_pages_tile_the_result(store: Store) -> None:
     assert pages == whole.ids and set(pages) == REFERENCE.matches(query)
 
 
+@module_loop
 async def test_fetch_and_lookups(store: Store) -> None:
     some = [RECORDS[0], RECORDS[7], RECORDS[-1]]
     fetched = await store.get([some[0].id, "absent", some[1].id, some[2].id])
@@ -409,6 +440,7 @@ async def test_fetch_and_lookups(store: Store) -> None:
     assert await store.find_by_barcode(barcodes + ["NOPE"]) == {b: first.id for b in barcodes}
 
 
+@module_loop
 async def test_stats(store: Store) -> None:
     stats = await store.stats()
     assert stats.records == len(RECORDS)
@@ -435,17 +467,20 @@ BAD_REQUESTS = [
 ]
 
 
+@module_loop
 @pytest.mark.parametrize("name, request_", BAD_REQUESTS, ids=[name for name, _ in BAD_REQUESTS])
 async def test_bad_request_is_query_not_supported(store: Store, name: str, request_: SearchRequest) -> None:
     with pytest.raises(QueryNotSupported):
         await store.search(request_)
 
 
+@module_loop
 async def test_scan_of_a_numeric_index_is_refused(store: Store) -> None:
     with pytest.raises(QueryNotSupported):
         await store.scan(ScanRequest("date", "2000"))
 
 
+@module_loop
 async def test_item_status_update_is_visible_to_the_next_search(store: Store) -> None:
     """Runs last on the shared corpus: it changes one item (and puts it back)."""
     record = next(r for r in RECORDS if r.id == "h01")
