@@ -74,33 +74,57 @@ def _mark_position(node: Node) -> Position:
     return Position(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+# Aliases let a few lines expand into a huge tree ("billion laughs"); a rule set never needs this many nodes.
+MAX_NODES = 200_000
+
+
 class _Converter:
     def __init__(self, loader: yaml.SafeLoader, document: YamlDocument):
         self.loader = loader
         self.document = document
+        self.active: set[int] = set()   # ids of the collection nodes being converted (alias cycles)
+        self.count = 0
 
     def convert(self, node: Node, path: KeyPath) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"more than {MAX_NODES} values (aliases expanding too far?)", node.start_mark)
         self.document.positions[path] = _mark_position(node)
-        if isinstance(node, MappingNode):
-            self.loader.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
-            result: dict[Any, Any] = {}
-            first_seen: dict[Any, Position] = {}
-            for key_node, value_node in node.value:
-                key = self._scalar_key(key_node, path)
-                child = (*path, key)
-                key_position = _mark_position(key_node)
-                if key in first_seen:
-                    self.document.duplicate_keys.append((child, key_position, first_seen[key]))
-                    continue
-                first_seen[key] = key_position
-                self.document.key_positions[child] = key_position
-                result[key] = self.convert(value_node, child)
-            return result
-        if isinstance(node, SequenceNode):
-            return [self.convert(item, (*path, index)) for index, item in enumerate(node.value)]
+        if isinstance(node, (MappingNode, SequenceNode)):
+            if id(node) in self.active:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{format_path(path)}: an alias refers to a value that contains it", node.start_mark)
+            self.active.add(id(node))
+            try:
+                return self._collection(node, path)
+            finally:
+                self.active.discard(id(node))
         if isinstance(node, ScalarNode):
             return self.loader.construct_object(node, deep=True)
         raise yaml.constructor.ConstructorError(None, None, f"unexpected node {node.id}", node.start_mark)
+
+    def _collection(self, node: MappingNode | SequenceNode, path: KeyPath) -> Any:
+        if isinstance(node, MappingNode):
+            explicit_count = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+            self.loader.flatten_mapping(node)  # `<<: *anchor` merge keys: merged pairs first, then explicit ones
+            merged_count = len(node.value) - explicit_count
+            result: dict[Any, Any] = {}
+            first_seen: dict[Any, Position] = {}
+            for index, (key_node, value_node) in enumerate(node.value):
+                key = self._scalar_key(key_node, path)
+                child = (*path, key)
+                key_position = _mark_position(key_node)
+                if index >= merged_count:
+                    # A key written twice is a mistake; a written key overriding a merged one is not.
+                    if key in first_seen:
+                        self.document.duplicate_keys.append((child, key_position, first_seen[key]))
+                        continue
+                    first_seen[key] = key_position
+                self.document.key_positions[child] = key_position
+                result[key] = self.convert(value_node, child)
+            return result
+        return [self.convert(item, (*path, index)) for index, item in enumerate(node.value)]
 
     def _scalar_key(self, key_node: Node, path: KeyPath) -> Any:
         if not isinstance(key_node, ScalarNode):
@@ -128,6 +152,8 @@ def parse_yaml(text: str, file: str = "<string>") -> YamlDocument:
         raise YamlSyntaxError(file, line, column, message) from None
     except yaml.YAMLError as error:
         raise YamlSyntaxError(file, 1, 1, str(error)) from None
+    except RecursionError:
+        raise YamlSyntaxError(file, 1, 1, "values nested too deeply") from None
     finally:
         loader.dispose()
 

@@ -2,11 +2,15 @@
 broken copy of a shipped file is reported with the right file:line:column and key path."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from federation.rules import ConfigError, ConfigProblem, load_network, parse_number_range
 from federation.yamlsource import YamlSyntaxError, parse_yaml
@@ -481,3 +485,55 @@ def test_readme_example_is_a_valid_rule_set(tmp_path: Path) -> None:
     assert network.to_ingest_policy().libraries["GR-XZBM"].holdings.tag == "952"
     assert network.joint_member_for_card("37050000000123")[1].code == "DY"
     assert network.targets[0].enabled is False
+
+
+# ---------------------------------------------------------------------------------------------
+# Robustness: any damage to a valid file is a ConfigError with positions, never a crash
+
+
+def _all_paths(value: object, prefix: tuple = ()) -> list[tuple]:
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found.extend(_all_paths(item, (*prefix, key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_all_paths(item, (*prefix, index)))
+    return found
+
+
+def _replace_at(value: object, path: tuple, new: object) -> object:
+    if not path:
+        return new
+    value[path[0]] = _replace_at(value[path[0]], path[1:], new)  # type: ignore[index]
+    return value
+
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**15, 10**15), st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12), st.sampled_from(["GR", "hub", "GR01000000-GR01999999", "tcp:h:1/d", "http://h/x", "905"]),
+)
+_JUNK = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["code", "tier", "x", "names", "zh"]), inner,
+                                                 max_size=3)), max_leaves=6)
+
+
+_FUZZ_BASE = yaml.safe_load(shipped("gaoming").read_text(encoding="utf-8"))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_damage_is_a_config_error_with_positions(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    base = _FUZZ_BASE
+    path = data.draw(st.sampled_from(_all_paths(base)), label="path")
+    damaged = _replace_at(copy.deepcopy(base), path, data.draw(_JUNK, label="junk"))
+    target = tmp_path_factory.getbasetemp() / "fuzz-gaoming.yaml"
+    target.write_text(yaml.safe_dump(damaged, allow_unicode=True), encoding="utf-8")
+    try:
+        network = load_network(target)
+    except ConfigError as error:
+        assert error.problems
+        for problem in error.problems:
+            assert problem.line >= 1 and problem.column >= 1 and problem.key_path and problem.message
+    else:
+        assert network.hub in network.libraries
