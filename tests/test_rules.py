@@ -212,6 +212,25 @@ def test_yaml_syntax_error_has_a_line() -> None:
     assert caught.value.line >= 2 and str(caught.value).startswith("t.yaml:")
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("a: &x [1, *x]\n", "an alias refers to a value that contains it"),
+    ("[" * 3000 + "]" * 3000, "nested too deeply"),
+    ("a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
+        f"{b}: &{b} [" + ",".join([f"*{a}"] * 10) + "]\n" for a, b in zip("abcde", "bcdef")),
+     "aliases expanding too far"),
+    ("? [1, 2]\n: x\n", "mapping keys must be plain scalars"),
+])
+def test_yaml_documents_that_cannot_be_a_rule_set(text: str, message: str) -> None:
+    with pytest.raises(YamlSyntaxError, match=message):
+        parse_yaml(text, "t.yaml")
+
+
+def test_yaml_merge_keys_override_without_being_duplicates() -> None:
+    document = parse_yaml("base: &b {x: 1, y: 2}\nuse: {<<: *b, y: 3}\n", "t.yaml")
+    assert document.value["use"] == {"x": 1, "y": 3}
+    assert document.duplicate_keys == []
+
+
 # ---------------------------------------------------------------------------------------------
 # Broken copies of the shipped files
 
