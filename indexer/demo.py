@@ -49,6 +49,8 @@ from indexer.model import MarcFormat
 from indexer.policy import HoldingsMapping, IngestPolicy, LibraryPolicy, NumberRange
 
 MARC21_HOLDINGS_TAGS = frozenset({"852", "952", "949"})
+# (tag, subfield) where Koha exports its numeric "not for loan" code (0: loanable).
+KOHA_NOT_FOR_LOAN = frozenset({("952", "7"), ("995", "o")})
 
 # How an export lays out its items when the rule set gives no override for the library.
 DEFAULT_HOLDINGS = {
@@ -629,7 +631,10 @@ class _Cataloguer:
         if mapping.location:
             values[mapping.location] = item.location
         if mapping.status:
-            if chinese_status:
+            if (mapping.tag, mapping.status) in KOHA_NOT_FOR_LOAN:
+                # Koha keeps a numeric not-for-loan code here; a loan shows only as the due date.
+                values[mapping.status] = "1" if item.location in export.reference_locations else "0"
+            elif chinese_status:
                 values[mapping.status] = "借出" if item.on_loan else "在架"
             else:
                 values[mapping.status] = "Checked out" if item.on_loan else "Available"

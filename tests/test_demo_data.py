@@ -16,8 +16,12 @@ from pymarc import MARCReader, Record
 
 from federation.rules import load_network
 from indexer.demo import DemoDataError, write_demo_data
-from indexer.model import MarcFormat
+from indexer.extract import analyse
+from indexer.holdings import extract_items
+from indexer.indexes import load_index_table
+from indexer.model import Availability, MarcFormat
 from indexer.policy import HoldingsMapping, IngestPolicy, LibraryPolicy, NumberRange
+from indexer.readers import read_records
 
 KOHA = HoldingsMapping(tag="952", library="a", barcode="p", call_number="o", location="c", status="7",
                        due_date="q", material_type="y")
@@ -212,9 +216,11 @@ def test_some_items_are_in_reference_only_locations_and_some_on_loan(demo) -> No
                 locations[item["c"]] += 1
     assert locations[REFERENCE_ROOM] > 0
     koha_items = [item for record in records["GRLA"] for item in holdings_of(record, KOHA)]
-    on_loan = [item for item in koha_items if item["7"] == "Checked out"]
-    assert on_loan and all(re.fullmatch(r"\d{4}-\d\d-\d\d", item["q"]) for item in on_loan)
-    assert all("q" not in item for item in koha_items if item["7"] == "Available")
+    # Koha: $7 is the numeric not-for-loan code, a loan is a due date in $q
+    assert {item["7"] for item in koha_items} == {"0", "1"}
+    assert all(item["c"] == REFERENCE_ROOM for item in koha_items if item["7"] == "1")
+    on_loan = [item for item in koha_items if "q" in item]
+    assert on_loan and all(re.fullmatch(r"\d{4}-\d\d-\d\d", item["q"]) and item["7"] == "0" for item in on_loan)
     # the book bus has no reference room: only the hub and branches shelve reference copies
     bus_locations = {item["c"] for record in records["GRBUS"] for item in holdings_of(record, CNMARC_905)}
     assert REFERENCE_ROOM not in bus_locations
@@ -299,3 +305,33 @@ def test_cli_reports_a_broken_rule_set_with_its_location(tmp_path: Path) -> None
     assert result.returncode == 1
     assert re.search(r"broken\.yaml:\d+:\d+: .*tier", result.stderr), result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_ingest_side_reads_the_demo_exports_cleanly(tmp_path: Path) -> None:
+    """The network's own readers, extraction and holdings rules accept every record and item,
+    and the copies of one book in different libraries meet on a match key."""
+    network = load_network(GUANGRAO)
+    policy = network.to_ingest_policy()
+    table = load_index_table()
+    write_demo_data(policy, tmp_path, records=1200, seed=11)
+    libraries_by_key: dict[str, set[str]] = collections.defaultdict(set)
+    availability = collections.Counter()
+    for code, library in policy.libraries.items():
+        marc21 = library.holdings is not None and library.holdings.tag in ("852", "952")
+        for result in read_records(tmp_path / f"{code}.mrc"):
+            assert result.ok, result.error
+            assert result.format is (MarcFormat.MARC21 if marc21 else MarcFormat.CNMARC)
+            assert result.encoding == "utf-8"
+            analysis = analyse(result.record, result.format, table)
+            assert analysis.fields["title"] and analysis.fields["classification"]
+            assert analysis.match_keys
+            libraries_by_key[analysis.match_keys[0]].add(code)
+            holdings = extract_items(result.record, result.format, library, policy)
+            assert holdings.problems == [] and not holdings.quarantine
+            assert holdings.items and all(item.library == code for item in holdings.items)
+            availability.update(item.availability for item in holdings.items)
+    assert {Availability.AVAILABLE, Availability.ON_LOAN, Availability.REFERENCE_ONLY} <= set(availability)
+    assert availability[Availability.AVAILABLE] > availability[Availability.ON_LOAN]
+    shared = [codes for codes in libraries_by_key.values() if len(codes) > 1]
+    assert len(shared) > 100
+    assert any(key.startswith("work:") for key, codes in libraries_by_key.items() if len(codes) > 1)
