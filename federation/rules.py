@@ -569,6 +569,11 @@ class _NetworkBuilder:
     def ranges(self, path: KeyPath, value: Any) -> tuple[NumberRange, ...]:
         result = []
         for index, item in enumerate(self.sequence(path, value)):
+            if isinstance(item, dict):
+                before = len(self.problems)
+                self.mapping((*path, index), item, {"prefix": False, "digits": True, "start": True, "end": True})
+                if len(self.problems) > before:
+                    continue
             try:
                 result.append(parse_number_range(item))
             except ValueError as error:
