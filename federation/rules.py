@@ -695,7 +695,7 @@ class _NetworkBuilder:
         if hub is not None and libraries:
             if hub not in libraries:
                 self.problem(("network", "hub"), f"hub {hub!r} is not a library code in `libraries`")
-            elif libraries[hub].tier != "hub":
+            elif libraries[hub].tier not in ("hub", ""):  # "" : a bad tier, reported where it is written
                 self.problem(("network", "hub"), f"hub {hub!r} has tier {libraries[hub].tier!r}, not 'hub'")
         for code, library in libraries.items():
             here = paths[code]
