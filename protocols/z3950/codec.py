@@ -996,6 +996,9 @@ _DECODERS: dict[str, Callable[[dict, str], P.Pdu]] = {
     "close": _dec_close,
 }
 
+# The APDUs this codec decodes (the standard's names).
+SUPPORTED_APDUS = frozenset(_DECODERS)
+
 # APDU tags ([CONTEXT n]) of the whole standard, to tell "not in our subset" from "garbage".
 KNOWN_APDU_TAGS = {
     20: "initRequest", 21: "initResponse", 22: "searchRequest", 23: "searchResponse",

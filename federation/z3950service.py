@@ -1,0 +1,224 @@
+"""The Z39.50 server's backend: sessions mapped onto the same `SearchService` as SRU.
+
+Database names are those of the search service (`union`, a library code, a tier). A result
+set is the canonical query, its sort keys and its size; present re-runs the query for the
+page asked for, so availability is always current. Records:
+
+  USMARC / UNIMARC  ISO 2709 of the presentation MARC (holdings 852 / 905 with availability)
+                    in the record's own format, labelled with that format's OID: a CNMARC
+                    record asked for as USMARC comes as UNIMARC, never mislabelled.
+                    UTF-8; MARC21 leader/09 = 'a'.
+  XML               MARCXML (MARC21 slim; UNIMARC records in the UNIMARC XML form)
+  SUTRS             the plain text form
+  OPAC              the bibliographic record plus one holdings entry per item: owning library
+                    (nucCode, localLocation), shelving location, call number, and circulation
+                    data (availableNow, availabilityDate = due date, itemId = barcode, onHold)
+Element set B gives a brief record (identification, title, author, edition, imprint,
+extent, series and holdings fields); F the full record.
+
+Authentication: a client may send idAuthentication `LIBRARY/token` (open) or user LIBRARY
+with the token as password; it is checked against the rule set's `auth.tokens`. Without it
+the association is anonymous and allowed unless `require_authentication` is set.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Sequence
+
+from lxml import etree
+
+from federation.records import Directory, is_unimarc, presentation_marc
+from federation.rpnmap import rpn_to_query, scan_index, sort_keys
+from federation.search import SearchService, UnknownDatabase
+from indexer.model import Availability, UnionRecord
+from indexer.query import Query, ScanRequest, SortKey
+from indexer.store import QueryNotSupported, StoreError
+from protocols.records import marcxml_element, to_iso2709, to_sutrs
+from protocols.records.iso2709 import RecordTooLong
+from protocols.z3950 import diagnostics as D
+from protocols.z3950 import pdu as P
+from protocols.z3950.diagnostics import Bib1Diagnostic
+from protocols.z3950.server import (
+    Implementation,
+    ResultSetHandle,
+    ScanOutcome,
+    ServerLimits,
+    SessionInfo,
+    Z3950Server,
+)
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_SYNTAXES = (
+    P.RecordSyntax.USMARC.value,
+    P.RecordSyntax.UNIMARC.value,
+    P.RecordSyntax.XML.value,
+    P.RecordSyntax.TEXT_XML.value,
+    P.RecordSyntax.SUTRS.value,
+    P.RecordSyntax.OPAC.value,
+)
+BRIEF_MARC21_TAGS = frozenset({
+    "001", "003", "005", "008", "010", "020", "022", "035", "100", "110", "111", "130", "245", "250",
+    "260", "264", "300", "490", "852",
+})
+BRIEF_UNIMARC_TAGS = frozenset({
+    "001", "003", "005", "010", "011", "035", "100", "101", "200", "205", "210", "214", "215", "225",
+    "700", "701", "710", "905",
+})
+
+
+@dataclass(frozen=True)
+class UnionResultSet:
+    database: str
+    query: Query
+    sort: tuple[SortKey, ...]
+    size: int
+
+
+class UnionBackend:
+    """`protocols.z3950.server.Backend` over a `SearchService`."""
+
+    def __init__(self, service: SearchService, *, require_authentication: bool = False, max_databases: int = 1):
+        self.service = service
+        self.table = service.table
+        self.directory: Directory = service.directory
+        self.require_authentication = require_authentication
+        self.max_databases = max_databases
+
+    def record_syntaxes(self) -> Sequence[str]:
+        return SUPPORTED_SYNTAXES
+
+    async def authenticate(self, authentication: P.Authentication | None, peer: str) -> bool:
+        if authentication is None or authentication.anonymous:
+            return not self.require_authentication
+        user, secret = authentication.credentials()
+        if not user or not secret:
+            return False
+        auth = getattr(self.service.network, "auth", None)
+        if auth is None:
+            return False
+        return auth.library_for_token(secret) == user
+
+    def _database(self, databases: Sequence[str]) -> str:
+        if len(databases) > self.max_databases:
+            raise Bib1Diagnostic(D.TOO_MANY_DATABASES, str(self.max_databases))
+        name = databases[0]
+        if self.service.database(name) is None:
+            raise Bib1Diagnostic(D.DATABASE_DOES_NOT_EXIST, name)
+        return name
+
+    async def search(self, databases: Sequence[str], query: P.RpnQuery,
+                     result_sets: Mapping[str, ResultSetHandle], session: SessionInfo) -> UnionResultSet:
+        database = self._database(databases)
+        known = {
+            name: handle.query for name, handle in result_sets.items()
+            if isinstance(handle, UnionResultSet) and handle.database == database
+        }
+        canonical = rpn_to_query(query, self.table, result_sets=known)
+        outcome = await self._run(self.service.search(database, canonical, offset=0, limit=0))
+        return UnionResultSet(database, canonical, (), outcome.total)
+
+    async def sort(self, result_set: ResultSetHandle, keys: Sequence[P.SortKeySpec],
+                   session: SessionInfo) -> UnionResultSet:
+        if not isinstance(result_set, UnionResultSet):
+            raise Bib1Diagnostic(D.CANNOT_SORT, "not a result set of this server")
+        canonical_keys = sort_keys(keys, self.table)
+        return replace(result_set, sort=canonical_keys)
+
+    async def present(self, result_set: ResultSetHandle, start: int, count: int, syntax: str,
+                      element_set: str, session: SessionInfo) -> list[P.NamePlusRecord]:
+        if not isinstance(result_set, UnionResultSet):
+            raise Bib1Diagnostic(D.RESULT_SET_DOES_NOT_EXIST, "not a result set of this server")
+        outcome = await self._run(self.service.search(
+            result_set.database, result_set.query, sort=result_set.sort, offset=start - 1, limit=count))
+        entries = []
+        for record in outcome.records:
+            try:
+                entries.append(P.NamePlusRecord(result_set.database, self.render(record, syntax, element_set)))
+            except RecordTooLong as error:
+                entries.append(P.NamePlusRecord(result_set.database, P.Diagnostic(D.RECORD_TOO_LARGE_EXCEPTIONAL, str(error))))
+        return entries
+
+    async def scan(self, databases: Sequence[str], attributes: tuple[P.Attribute, ...], attribute_set: str | None,
+                   term: str, count: int, position: int, session: SessionInfo) -> ScanOutcome:
+        database = self._database(databases)
+        definition = scan_index(attributes, self.table, attribute_set)
+        terms = await self._run(self.service.scan(
+            database, ScanRequest(definition.name, term, count=count, position=position)))
+        start_key = definition.query_key(term)
+        before = sum(1 for t in terms if t.key < start_key)
+        return ScanOutcome([P.ScanEntry(t.key, t.count) for t in terms], before + 1)
+
+    async def _run(self, awaitable):
+        try:
+            return await awaitable
+        except UnknownDatabase as error:
+            raise Bib1Diagnostic(D.DATABASE_DOES_NOT_EXIST, error.name) from error
+        except QueryNotSupported as error:
+            raise Bib1Diagnostic(D.UNSUPPORTED_SEARCH, str(error)) from error
+        except StoreError as error:
+            log.error("z39.50: store failure: %s", error)
+            raise Bib1Diagnostic(D.TEMPORARY_SYSTEM_ERROR, "the catalogue is unavailable") from error
+
+    # -- records --------------------------------------------------------------------------
+    def render(self, record: UnionRecord, syntax: str, element_set: str) -> P.RetrievalRecord:
+        unimarc = is_unimarc(record)
+        marc = presentation_marc(record, self.directory)
+        if element_set == "B":
+            marc = _brief(marc, BRIEF_UNIMARC_TAGS if unimarc else BRIEF_MARC21_TAGS)
+        native = P.RecordSyntax.UNIMARC.value if unimarc else P.RecordSyntax.USMARC.value
+        if syntax in (P.RecordSyntax.USMARC.value, P.RecordSyntax.UNIMARC.value):
+            return P.RetrievalRecord(native, to_iso2709(marc, unimarc=unimarc))
+        if syntax in (P.RecordSyntax.XML.value, P.RecordSyntax.TEXT_XML.value):
+            element = marcxml_element(marc, unimarc=unimarc)
+            return P.RetrievalRecord(syntax, etree.tostring(element, encoding="utf-8"))
+        if syntax == P.RecordSyntax.SUTRS.value:
+            return P.RetrievalRecord(syntax, to_sutrs(marc))
+        if syntax == P.RecordSyntax.OPAC.value:
+            bibliographic = P.RetrievalRecord(native, to_iso2709(marc, unimarc=unimarc))
+            return P.RetrievalRecord(syntax, P.OpacRecord(bibliographic, self.holdings(record)))
+        raise Bib1Diagnostic(D.RECORD_SYNTAX_UNSUPPORTED, syntax)
+
+    def holdings(self, record: UnionRecord) -> list[P.Holdings]:
+        holdings = []
+        for item in record.items:
+            availability = item.availability
+            circulation = P.Circulation(
+                available_now=availability in (Availability.AVAILABLE, Availability.REFERENCE_ONLY),
+                item_id=item.barcode or None,
+                availability_date=item.due_date or None,
+                restrictions="reference only" if availability is Availability.REFERENCE_ONLY else None,
+                renewable=False,
+                on_hold=availability is Availability.ON_HOLD,
+            )
+            holdings.append(P.Holdings(
+                nuc_code=item.library,
+                local_location=self.directory.name(item.library),
+                shelving_location=item.location or None,
+                call_number=item.call_number or None,
+                public_note=availability.value,
+                circulation=[circulation],
+            ))
+        return holdings
+
+
+def _brief(marc: dict[str, Any], tags: frozenset[str]) -> dict[str, Any]:
+    fields = [f for f in marc.get("fields", []) if isinstance(f, dict) and next(iter(f), "") in tags]
+    return {"leader": marc.get("leader", ""), "fields": fields}
+
+
+async def start_z3950_server(
+    service: SearchService,
+    host: str = "127.0.0.1",
+    port: int = 2100,
+    *,
+    limits: ServerLimits = ServerLimits(),
+    implementation: Implementation = Implementation(),
+    require_authentication: bool = False,
+) -> Z3950Server:
+    """Listen for Z39.50 on host:port (port 0: any free port; see `server.port`).
+    The caller stops it with `close()` and `await wait_closed()`."""
+    backend = UnionBackend(service, require_authentication=require_authentication)
+    server = Z3950Server(backend, limits=limits, implementation=implementation)
+    return await server.start(host, port)
