@@ -432,7 +432,7 @@ def _build_record(leader: str, fields: list[_RawField], decode: Callable[[bytes]
         except UnicodeDecodeError as error:
             bad = error.object[error.start:error.end]
             raise _FieldDecodeError(
-                f"field {field.tag}: byte {error.start} ({bad.hex(' ')}): {error.reason}"
+                f"field {field.tag}: byte {error.start} of the field ({bad.hex(' ')}): {error.reason}"
             ) from None
     return record
 
@@ -445,17 +445,20 @@ def _build_field(field: _RawField, decode: Callable[[bytes], str]) -> Field:
     if len(field.data) < 2:
         raise MarcReadError(f"field {field.tag} is shorter than its two indicators")
     indicators = Indicators(*(_indicator(field.tag, b) for b in field.data[:2]))
-    chunks = field.data[2:].split(bytes([SUBFIELD_DELIMITER]))
+    body = field.data[2:]
+    chunks = body.split(bytes([SUBFIELD_DELIMITER]))
     if chunks[0].strip():
         raise MarcReadError(f"field {field.tag}: data {chunks[0][:20]!r} before the first subfield")
-    subfields = []
     for chunk in chunks[1:]:
-        if not chunk:
-            continue
-        code = chunk[0]
-        if not (0x21 <= code <= 0x7E):
-            raise MarcReadError(f"field {field.tag}: subfield code 0x{code:02x} is not an ASCII letter or digit")
-        subfields.append(Subfield(chr(code), decode(chunk[1:])))
+        if chunk and not (0x21 <= chunk[0] <= 0x7E):
+            raise MarcReadError(f"field {field.tag}: subfield code 0x{chunk[0]:02x} is not an ASCII letter or digit")
+    if decode is decode_marc8:
+        # MARC-8 escapes are scoped to a subfield: decode each on its own.
+        texts = [chr(chunk[0]) + decode(chunk[1:]) if chunk else "" for chunk in chunks[1:]]
+    else:
+        # In UTF-8 and the GB encodings 0x1F never occurs inside a character: decode once, split after.
+        texts = decode(body).split("\x1f")[1:]
+    subfields = [Subfield(text[0], text[1:]) for text in texts if text]
     return Field(tag=field.tag, indicators=indicators, subfields=subfields)
 
 
@@ -579,53 +582,76 @@ def detect_format(record: Record, *, cn_namespace: bool = False) -> MarcFormat:
 # -- MARC-in-JSON --------------------------------------------------------------------------
 
 
+# A MARC record is at most 99,999 bytes; its JSON never comes near this. Past it, an object that
+# does not parse is a syntax error, not one still being read.
+_JSON_MAX_RECORD = 1 << 24
+_JSON_NEXT_OBJECT = re.compile(r"\n[ \t]*\{")
+
+
 def _read_json(stream: BinaryIO, fmt: MarcFormat | None) -> Iterator[ReadResult]:
-    """An array of MARC-in-JSON objects or one object per line, decoded incrementally."""
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig")
+    """An array of MARC-in-JSON objects or one object per line, decoded incrementally.
+
+    Bytes that are not UTF-8 are carried through (surrogateescape) so that only the record
+    holding them is reported; after a syntax error, reading resumes at the next line that
+    starts an object (one object per line: the next record).
+    """
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape")
     decoder = json.JSONDecoder()
     buffer = ""
-    consumed_lines = 1
+    line = 1          # line number of buffer[0]
     position = 0
     eof = False
+
+    def read_more() -> bool:
+        nonlocal buffer, eof
+        chunk = text.read(max(_CHUNK, len(buffer)))  # doubling: a long object is re-parsed log(n) times
+        if not chunk:
+            eof = True
+            return False
+        buffer += chunk
+        return True
+
     while True:
         stripped = buffer.lstrip(" \t\r\n,[]")
-        consumed_lines += buffer[: len(buffer) - len(stripped)].count("\n")
+        line += buffer[: len(buffer) - len(stripped)].count("\n")
         buffer = stripped
         if not buffer:
-            if eof:
+            if eof or not read_more():
                 return
-            chunk = text.read(_CHUNK)
-            if not chunk:
-                eof = True
-                continue
-            buffer += chunk
             continue
         try:
             value, end = decoder.raw_decode(buffer)
         except json.JSONDecodeError as error:
-            if not eof:
-                chunk = text.read(_CHUNK)
-                if chunk:
-                    buffer += chunk
-                    continue
-                eof = True
+            if not eof and len(buffer) < _JSON_MAX_RECORD and read_more():
                 continue
+            next_object = _JSON_NEXT_OBJECT.search(buffer, 1)
+            cut = next_object.start() + 1 if next_object else len(buffer)
             position += 1
-            yield ReadResult(None, fmt, UTF8, position, consumed_lines, buffer.encode("utf-8"),
-                             f"JSON syntax error: {error.msg} at line {consumed_lines + error.lineno - 1}")
-            return
+            yield ReadResult(None, fmt, UTF8, position, line, buffer[:cut].encode("utf-8", "surrogateescape"),
+                             f"JSON syntax error: {error.msg} at line {line + error.lineno - 1}")
+            line += buffer[:cut].count("\n")
+            buffer = buffer[cut:]
+            continue
         position += 1
         raw_text = buffer[:end]
-        line = consumed_lines
-        consumed_lines += raw_text.count("\n")
+        start_line = line
+        line += raw_text.count("\n")
         buffer = buffer[end:]
-        raw = raw_text.encode("utf-8")
+        raw = raw_text.encode("utf-8", "surrogateescape")
         try:
+            _check_utf8(raw_text)
             record = record_from_json(value)
         except MarcReadError as error:
-            yield ReadResult(None, fmt, UTF8, position, line, raw, str(error))
+            yield ReadResult(None, fmt, UTF8, position, start_line, raw, str(error))
             continue
-        yield ReadResult(record, fmt or detect_format(record), UTF8, position, line, raw)
+        yield ReadResult(record, fmt or detect_format(record), UTF8, position, start_line, raw)
+
+
+def _check_utf8(text: str) -> None:
+    for index, char in enumerate(text):
+        if "\udc80" <= char <= "\udcff":
+            context = text[max(0, index - 20):index].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raise MarcReadError(f"byte 0x{ord(char) - 0xDC00:02x} after {context!r} is not UTF-8")
 
 
 def record_from_json(value: object) -> Record:

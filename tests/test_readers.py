@@ -341,3 +341,15 @@ def test_memory_stays_flat_on_a_long_stream():
     tracemalloc.stop()
     assert count == 386 * 4
     assert peak < len(data)  # the input is 4x the file; not even one copy is held at once
+
+
+def test_marc_in_json_lines_resume_after_a_syntax_error_and_a_bad_byte():
+    records = [r.record.as_dict() for r in ours(LOC)[:4]]
+    lines = [json.dumps(r, ensure_ascii=False).encode("utf-8") for r in records]
+    lines[1] = lines[1][: len(lines[1]) // 2]                       # truncated line
+    lines[2] = lines[2].replace(b"leader", b"le\xffder", 1)           # a byte that is not UTF-8
+    results = ours(io.BytesIO(b"\n".join(lines)))
+    assert [r.ok for r in results] == [True, False, False, True]
+    assert "JSON syntax error" in results[1].error and results[1].offset == 2
+    assert "0xff" in results[2].error and b"\xff" in results[2].raw
+    assert results[3].record.as_dict() == records[3] and results[3].offset == 4
