@@ -10,17 +10,42 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from dataclasses import dataclass
 from types import ModuleType
 
 from federation import commands
 
 
-def _command_modules() -> list[ModuleType]:
-    modules = []
+@dataclass(frozen=True)
+class _BrokenCommand:
+    """A command module that failed to import: the other commands keep working and this one
+    says why it cannot run instead of taking the whole CLI down."""
+
+    NAME: str
+    error: str
+
+    @property
+    def HELP(self) -> str:
+        return f"(unavailable: {self.error})"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def run(self, args: argparse.Namespace) -> int:
+        print(f"federation {self.NAME}: this command cannot be loaded: {self.error}", file=sys.stderr)
+        return 1
+
+
+def _command_modules() -> list[ModuleType | _BrokenCommand]:
+    modules: list[ModuleType | _BrokenCommand] = []
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
             continue
-        modules.append(importlib.import_module(f"{commands.__name__}.{info.name}"))
+        try:
+            modules.append(importlib.import_module(f"{commands.__name__}.{info.name}"))
+        except Exception as error:  # a broken command module must not break the others
+            name = info.name.replace("_", "-")
+            modules.append(_BrokenCommand(name, f"{type(error).__name__}: {error}"))
     return modules
 
 
