@@ -1,0 +1,330 @@
+"""The embedded store's own guarantees: durability across a killed process, atomic batches,
+readers in other processes while one writes, replacing and deleting records, live item
+status, and rebuilding its index rows when the index table changes.
+
+(Query semantics are in test_store_conformance.py.)
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from corpus import corpus_records, handmade_records
+from indexer.embedded import DATABASE_NAME, EmbeddedStore
+from indexer.indexes import IndexTable, load_index_table
+from indexer.model import Availability, Item, ItemStatusUpdate, UnionRecord
+from indexer.query import (
+    And,
+    Clause,
+    ItemMatch,
+    MatchAll,
+    Relation,
+    SearchRequest,
+    SortKey,
+)
+from indexer.store import QueryNotSupported, StoreError
+from reference import Reference
+
+TABLE = load_index_table()
+WORKER = Path(__file__).resolve().parent / "embedded_worker.py"
+ROOT = Path(__file__).resolve().parent.parent
+EVERYTHING = SearchRequest(MatchAll(), limit=5_000)
+
+
+def worker(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def catalogue(directory: Path, table: IndexTable = TABLE) -> dict[str, dict]:
+    """Every stored record as a dict, by id (through search and get, as a client sees them)."""
+    store = EmbeddedStore(directory, table)
+    await store.open()
+    try:
+        result = await store.search(EVERYTHING)
+        assert result.total == len(result.ids)
+        records = await store.get(result.ids)
+        return {record.id: record.to_dict() for record in records if record is not None}
+    finally:
+        await store.close()
+
+
+def integrity(directory: Path) -> str:
+    connection = sqlite3.connect(directory / DATABASE_NAME)
+    try:
+        return connection.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+async def test_killed_bulk_load_keeps_acknowledged_batches_and_rerun_completes(tmp_path: Path) -> None:
+    records = corpus_records()
+    expected = {record.id: record.to_dict() for record in records}
+    batch = 100
+    loader = worker("load", str(tmp_path), str(batch))
+    assert loader.stdout is not None
+    acknowledged = 0
+    for line in loader.stdout:
+        acknowledged = int(line.split()[1])
+        if acknowledged >= batch:
+            # The next batch of 100 records is being written now: kill it mid-transaction.
+            loader.send_signal(signal.SIGKILL)
+            break
+    assert loader.wait(timeout=30) == -signal.SIGKILL, loader.stderr.read() if loader.stderr else ""
+    assert acknowledged == batch
+
+    assert integrity(tmp_path) == "ok"
+    survived = await catalogue(tmp_path)
+    # Nothing acknowledged is lost; a batch is all or nothing; what is there is whole.
+    assert set(survived) >= {r.id for r in records[:acknowledged]}
+    assert len(survived) % batch == 0 and len(survived) < len(records)
+    assert all(survived[record_id] == expected[record_id] for record_id in survived)
+
+    rerun = worker("load", str(tmp_path), str(batch))
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert out.split()[-1] == str(len(records))
+    assert await catalogue(tmp_path) == expected
+    # The indexes are exactly those of a clean load, not a mix with the interrupted one.
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    try:
+        reference = Reference(TABLE, records)
+        for query in (
+            Clause("title", Relation.PHRASE, "图书馆"),
+            Clause("anywhere", Relation.ANY, "history 小麦"),
+            ItemMatch(And(Clause("tier", Relation.EXACT, "branch"), Clause("availability", Relation.EXACT, "available"))),
+            Clause("date", Relation.WITHIN, "1990", "2000"),
+        ):
+            result = await store.search(SearchRequest(query, limit=5_000))
+            assert set(result.ids) == reference.matches(query)
+        stats = await store.stats()
+        assert (stats.records, stats.items) == (len(records), sum(len(r.items) for r in records))
+    finally:
+        await store.close()
+
+
+@pytest.mark.slow
+async def test_readers_in_other_processes_see_only_whole_batches(tmp_path: Path) -> None:
+    # Create the database first so that readers never race its creation.
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    await store.close()
+    batch = 20
+    total = len(corpus_records())
+    readers = [worker("read", str(tmp_path), "4") for _ in range(2)]
+    loader = worker("load", str(tmp_path), str(batch))
+    out, err = loader.communicate(timeout=120)
+    assert loader.returncode == 0, err
+    for reader in readers:
+        reader_out, reader_err = reader.communicate(timeout=60)
+        assert reader.returncode == 0, reader_err
+        totals = [int(line.split()[1]) for line in reader_out.splitlines()]
+        assert totals, reader_err
+        assert totals == sorted(totals)  # never goes back
+        assert all(t % batch == 0 or t == total for t in totals)  # never half a batch
+    assert out.split()[-1] == str(total)
+
+
+async def test_reopened_store_has_every_record(tmp_path: Path) -> None:
+    records = handmade_records()
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    await store.upsert(records)
+    await store.close()
+    assert await catalogue(tmp_path) == {r.id: r.to_dict() for r in records}
+
+
+async def test_path_may_name_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "network.sqlite3"
+    store = EmbeddedStore(path, TABLE)
+    await store.open()
+    try:
+        await store.upsert(handmade_records()[:2])
+        assert path.is_file()
+        assert (await store.search(EVERYTHING)).total == 2
+        assert await store.ping()
+    finally:
+        await store.close()
+    assert not await store.ping()
+
+
+def _record(record_id: str = "h01") -> UnionRecord:
+    return next(r for r in handmade_records() if r.id == record_id)
+
+
+async def test_upsert_replaces_the_whole_record(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    try:
+        original = _record("h01")
+        await store.upsert([original, _record("h05")])
+        changed = UnionRecord.from_dict(original.to_dict())
+        changed.fields["title"] = ["乡村图书馆"]
+        changed.match_keys = ["work:changed"]
+        changed.contributions[0].items = [Item("NEW0001", "SP01", "service_point", availability=Availability.AVAILABLE)]
+        await store.upsert([changed])
+
+        async def ids(query) -> list[str]:
+            return (await store.search(SearchRequest(query, limit=100))).ids
+
+        assert await ids(Clause("title", Relation.PHRASE, "图书馆学基础")) == []
+        assert await ids(Clause("title", Relation.PHRASE, "乡村")) == ["h01"]
+        assert await ids(Clause("barcode", Relation.EXACT, "HUB0000001")) == []
+        assert await ids(Clause("library", Relation.EXACT, "SP01")) == ["h01"]
+        assert await store.find_by_match_keys(original.match_keys) == {}
+        assert await store.find_by_match_keys(["work:changed"]) == {"work:changed": ["h01"]}
+        assert await store.find_by_barcode(["HUB0000001", "NEW0001"]) == {"NEW0001": "h01"}
+        assert (await store.get(["h01"]))[0] == changed
+        stats = await store.stats()
+        assert (stats.records, stats.items) == (2, len(changed.items) + len(_record("h05").items))
+    finally:
+        await store.close()
+
+
+async def test_delete_removes_record_and_its_index_rows(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    try:
+        await store.upsert(handmade_records())
+        result = await store.delete(["h01", "h01", "no-such-id"])
+        assert result.failed == []
+        assert await store.get(["h01"]) == [None]
+        assert (await store.search(SearchRequest(Clause("isbn", Relation.EXACT, "9787040239812")))).total == 0
+        assert await store.find_by_barcode(["HUB0000001"]) == {}
+        assert await store.find_by_contribution("HUB", ["h01"]) == {}
+        assert (await store.search(EVERYTHING)).total == len(handmade_records()) - 1
+    finally:
+        await store.close()
+
+
+async def test_a_bad_record_fails_alone_and_leaves_no_rows(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    try:
+        bad = UnionRecord.from_dict(_record("h02").to_dict())
+        bad.id = "bad"
+        bad.fields["title"] = ["fine", 12345]  # type: ignore[list-item]  (not a string: extraction never does this)
+        empty_id = UnionRecord.from_dict(_record("h03").to_dict())
+        empty_id.id = ""
+        result = await store.upsert([_record("h01"), bad, empty_id, _record("h05")])
+        assert result.succeeded == 2
+        assert [record_id for record_id, _ in result.failed] == ["bad", ""]
+        assert "cannot store the record" in result.failed[0][1]
+        assert sorted((await store.search(EVERYTHING)).ids) == ["h01", "h05"]
+        assert (await store.search(SearchRequest(Clause("title", Relation.PHRASE, "fine")))).total == 0
+        assert await store.find_by_barcode([i.barcode for i in bad.items]) == {}
+    finally:
+        await store.close()
+
+
+async def test_item_status_update_is_visible_at_once_and_durable(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    on_loan_at_hub = SearchRequest(ItemMatch(And(
+        Clause("library", Relation.EXACT, "HUB"), Clause("availability", Relation.EXACT, "on_loan"))))
+    try:
+        await store.upsert(handmade_records())
+        before = set((await store.search(on_loan_at_hub)).ids)
+        assert "h01" not in before
+        outcomes = await store.update_items([
+            ItemStatusUpdate("HUB0000001", Availability.ON_LOAN, status="charged", due_date="2026-12-24"),
+        ])
+        assert outcomes[0].applied and outcomes[0].record_id == "h01"
+        assert set((await store.search(on_loan_at_hub)).ids) == before | {"h01"}
+    finally:
+        await store.close()
+    stored = (await catalogue(tmp_path))["h01"]
+    item = next(i for c in stored["contributions"] for i in c["items"] if i["barcode"] == "HUB0000001")
+    assert (item["availability"], item["status"], item["due_date"]) == ("on_loan", "charged", "2026-12-24")
+    assert item["location"] == "中文图书借阅区"  # location None: unchanged
+
+
+async def test_searches_run_while_a_bulk_load_writes(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    records = corpus_records()
+    try:
+        load = asyncio.ensure_future(store.upsert(records))
+        totals = []
+        while not load.done():
+            results = await asyncio.gather(*(store.search(SearchRequest(MatchAll(), limit=1)) for _ in range(4)))
+            totals += [r.total for r in results]
+        assert (await load).succeeded == len(records)
+        assert set(totals) <= {0, len(records)}  # one upsert call is one transaction
+        assert (await store.search(SearchRequest(MatchAll(), limit=0))).total == len(records)
+    finally:
+        await store.close()
+
+
+async def test_a_changed_index_table_rebuilds_the_index_rows(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    await store.upsert(handmade_records())
+    by_subject = SearchRequest(MatchAll(), sort=(SortKey("subject"),), limit=100)
+    with pytest.raises(QueryNotSupported):
+        await store.search(by_subject)
+    await store.close()
+
+    sortable_subject = dataclasses.replace(
+        TABLE, indexes=tuple(dataclasses.replace(d, sortable=True) if d.name == "subject" else d for d in TABLE.indexes)
+    )
+    reopened = EmbeddedStore(tmp_path, sortable_subject)
+    await reopened.open()
+    try:
+        result = await reopened.search(by_subject)
+        expected = Reference(sortable_subject, handmade_records()).ordered(
+            {r.id for r in handmade_records()}, by_subject.sort
+        )
+        assert result.ids == expected
+    finally:
+        await reopened.close()
+
+
+async def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / DATABASE_NAME).write_bytes(b"this is not SQLite\n" * 100)
+    store = EmbeddedStore(tmp_path, TABLE)
+    with pytest.raises(StoreError, match="cannot open the embedded store"):
+        await store.open()
+    await store.close()
+
+
+async def test_using_a_closed_store_is_a_store_error(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path, TABLE)
+    with pytest.raises(StoreError, match="not open"):
+        await store.search(EVERYTHING)
+    with pytest.raises(StoreError, match="not open"):
+        await store.upsert(handmade_records())
+
+
+def test_database_is_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
+    async def create() -> EmbeddedStore:
+        store = EmbeddedStore(tmp_path, TABLE)
+        await store.open()
+        return store
+
+    async def check() -> None:
+        store = await create()
+        try:
+            assert store._writer is not None
+            assert store._writer.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert store._writer.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        finally:
+            await store.close()
+
+    asyncio.run(check())
+    assert os.path.exists(tmp_path / DATABASE_NAME)
