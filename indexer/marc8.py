@@ -1,4 +1,4 @@
-"""Strict MARC-8 to Unicode.
+"""Strict MARC-8 to Unicode (with LC's numeric character references).
 
 pymarc's converter replaces a character it cannot map with a space and prints a warning to
 stderr, which would put silently damaged text into the union catalogue. This one uses the
@@ -9,11 +9,15 @@ See https://www.loc.gov/marc/specifications/speccharmarc8.html
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from pymarc import marc8_mapping
 
 _ESC = 0x1B
+# Characters outside the MARC-8 repertoire, written as numeric character references (LC's
+# lossless conversion, https://www.loc.gov/marc/specifications/speccharconversion.html).
+_NCR = re.compile(r"&#x([0-9A-Fa-f]{1,6});")
 _BASIC_LATIN = 0x42   # 'B'
 _ANSEL = 0x45         # 'E'
 _EACC = 0x31          # '1': the only multibyte set (East Asian, three bytes per character)
@@ -118,4 +122,12 @@ def decode_marc8(data: bytes) -> str:
             pending_combining.clear()
         pos += width
     out.extend(pending_combining)
-    return unicodedata.normalize("NFC", "".join(out))
+    text = "".join(out)
+    if "&#x" in text:
+        text = _NCR.sub(_ncr_char, text)
+    return unicodedata.normalize("NFC", text)
+
+
+def _ncr_char(match: re.Match[str]) -> str:
+    code = int(match.group(1), 16)
+    return chr(code) if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else match.group(0)

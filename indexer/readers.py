@@ -71,6 +71,17 @@ class ReadResult:
         return self.error is None
 
 
+def parse_format(value: MarcFormat | str) -> MarcFormat:
+    """`marc21`, `UNIMARC`, `cnmarc` (any case) as a MarcFormat; ValueError naming the choices."""
+    if isinstance(value, MarcFormat):
+        return value
+    try:
+        return MarcFormat(value.strip().lower())
+    except ValueError:
+        choices = ", ".join(f.value for f in MarcFormat)
+        raise ValueError(f"unknown MARC format {value!r} (use {choices})") from None
+
+
 def normalize_encoding(name: str) -> str:
     """A user's encoding name as this module reports it; unknown names must be Python codecs."""
     lowered = name.strip().lower()
@@ -101,7 +112,7 @@ def read_records(
     encoding: str | None = None,
 ) -> Iterator[ReadResult]:
     """Every record of an ISO 2709, MARCXML or MARC-in-JSON file (optionally gzipped), in order."""
-    given_format = MarcFormat(format) if format is not None else None
+    given_format = parse_format(format) if format is not None else None
     given_encoding = normalize_encoding(encoding) if encoding else None
     if isinstance(source, (str, Path)):
         with open(source, "rb") as handle:
@@ -407,7 +418,15 @@ def _encoding_candidates(leader: str, fields: list[_RawField], fmt: MarcFormat, 
     if given is not None:
         return [given]
     if fmt is MarcFormat.MARC21:
-        return [UTF8, MARC8] if leader[9] == "a" else [MARC8, UTF8]
+        if any(b"\x1b" in f.data for f in fields):
+            # MARC-8 escape sequences, whatever the leader says; never text in UTF-8 (where they
+            # would decode "successfully" into control-character garbage).
+            return [MARC8]
+        if leader[9] == "a" or not all(f.data.isascii() for f in fields):
+            # Non-ASCII MARC-8 text is practically never valid UTF-8, so a record that decodes
+            # as UTF-8 is UTF-8 even when leader/09 is blank (a common export mistake).
+            return [UTF8, MARC8]
+        return [MARC8]
     charsets = _unimarc_charsets(fields)
     if _chinese_charsets(charsets) or fmt is MarcFormat.CNMARC:
         return [UTF8, GB18030]
