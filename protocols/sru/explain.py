@@ -49,8 +49,8 @@ class ExplainInfo:
 
 
 def explain_element(info: ExplainInfo) -> etree._Element:
-    def sub(parent: etree._Element, name: str, text: object | None = None, **attributes: str) -> etree._Element:
-        element = etree.SubElement(parent, f"{{{ZEEREX_NS}}}{name}", **attributes)
+    def sub(parent: etree._Element, tag: str, text: object | None = None, /, **attributes: str) -> etree._Element:
+        element = etree.SubElement(parent, f"{{{ZEEREX_NS}}}{tag}", **attributes)
         if text is not None:
             element.text = str(text)
         return element
