@@ -41,6 +41,7 @@ from indexer.demo_vocab import (
     GIVEN_NAME_CHARACTERS,
     LOCATIONS_BY_TIER,
     MARC21_PLACE_CODES,
+    PUBLISHERS_BY_CLASS,
     SURNAMES,
     Publisher,
     Word,
@@ -202,6 +203,11 @@ class _WorkFactory:
         self._book_numbers: dict[str, int] = {}
         self._chinese_weights = [s.weight for s in CHINESE_SUBJECTS]
         self._english_weights = [s.weight for s in ENGLISH_SUBJECTS]
+        by_name = {p.name: p for p in CHINESE_PUBLISHERS}
+        self._publishers_of = {
+            s.clc: tuple(by_name[name] for name in PUBLISHERS_BY_CLASS.get(s.clc, ())) or CHINESE_PUBLISHERS
+            for s in CHINESE_SUBJECTS
+        }
 
     def make(self, number: int) -> Work:
         if self._rng.random() < ENGLISH_SHARE:
@@ -259,7 +265,8 @@ class _WorkFactory:
             name = surname.zh + given.zh
             pinyin = f"{surname.pinyin.replace(' ', '').capitalize()} {given.pinyin.replace(' ', '').capitalize()}"
             authors.append(Author(name, pinyin, role, name))
-        publisher = rng.choices(CHINESE_PUBLISHERS, weights=[p.weight for p in CHINESE_PUBLISHERS])[0]
+        candidates = self._publishers_of[subject.clc]
+        publisher = rng.choices(candidates, weights=[p.weight for p in candidates])[0]
         year = self._year()
         isbn13 = None
         if year >= NO_ISBN_BEFORE and rng.random() > 0.02:
