@@ -53,7 +53,11 @@ _ENCODING_ALIASES = {
 
 
 class MarcReadError(ValueError):
-    """A record that cannot be read, with the reason."""
+    """A record that cannot be read, with the reason (and its format, once that is known)."""
+
+    def __init__(self, message: str, marc_format: MarcFormat | None = None):
+        super().__init__(message)
+        self.format = marc_format
 
 
 @dataclass(frozen=True)
@@ -232,7 +236,7 @@ def _read_iso2709(stream: BinaryIO, fmt: MarcFormat | None, encoding: str | None
         try:
             record, detected_format, used_encoding = parse_iso2709(raw, fmt, encoding)
         except MarcReadError as error:
-            yield ReadResult(None, fmt, encoding or "", position, offset, raw, str(error))
+            yield ReadResult(None, error.format or fmt, encoding or "", position, offset, raw, str(error))
             continue
         yield ReadResult(record, detected_format, used_encoding, position, offset, raw)
 
@@ -411,7 +415,9 @@ def parse_iso2709(
             return _build_record(leader, fields, _decoder(candidate)), fmt, candidate
         except _FieldDecodeError as error:
             failures.append(f"as {candidate}: {error}")
-    raise MarcReadError("cannot decode the record " + "; ".join(failures))
+        except MarcReadError as error:
+            raise MarcReadError(str(error), fmt) from None
+    raise MarcReadError("cannot decode the record " + "; ".join(failures), fmt)
 
 
 def _encoding_candidates(leader: str, fields: list[_RawField], fmt: MarcFormat, given: str | None) -> list[str]:
