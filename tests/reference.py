@@ -180,7 +180,8 @@ class Reference:
             wanted = definition.query_key(clause.term)
             return any(_key_matches(key, wanted) for key in keys)
         if relation in (Relation.ALL, Relation.ANY):
-            words = query_words(clause.term)
+            # A term without any word is one word without a query token (see the PHRASE rule).
+            words = query_words(clause.term) or [clause.term]
             if definition.type is IndexType.TEXT:
                 found = [self._phrase(values, w, False, False) for w in words]
             else:

@@ -132,6 +132,8 @@ QUERIES: list[tuple[str, Query]] = [
     ("title any cjk", c("title", R.ANY, "小麦 黄河")),
     ("title any with missing word", c("title", R.ANY, "xylophone river")),
     ("title all word without token", c("title", R.ALL, "* river")),
+    ("place all of a blank term", c("place", R.ALL, " ")),
+    ("place any of an empty term", c("place", R.ANY, "")),
     ("subject all", c("subject", R.ALL, "图书馆 历史")),
     ("subject any", c("subject", R.ANY, "history 教材")),
     ("creator all", c("creator", R.ALL, "smith john")),
