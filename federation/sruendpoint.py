@@ -156,7 +156,7 @@ class SRUEndpoint:
         database = self.service.database(name)
         if database is None:
             return self._diagnostic_response(version, operation, SRUDiagnostic(
-                1, name, f"no database {name!r}; see explain at /sru for the list"), status=404)
+                1, name, f"no database {name!r}; see explain at /sru for the list"), status=404, request=request)
         try:
             sru = parse_request(params)
             if isinstance(sru, SearchRetrieveRequest):
@@ -167,7 +167,7 @@ class SRUEndpoint:
                 body = self.explain(sru, database, request)
             accept = sru.http_accept
         except SRUDiagnostic as diagnostic:
-            return self._diagnostic_response(version, operation, diagnostic)
+            return self._diagnostic_response(version, operation, diagnostic, request=request)
         except _DiagnosticWithEcho as failed:
             return web.Response(body=failed.body, headers={"Content-Type": content_type(version)})
         except UnknownDatabase as missing:
@@ -177,12 +177,19 @@ class SRUEndpoint:
             return self._diagnostic_response(version, operation, SRUDiagnostic(1, "internal error (logged)"))
         return web.Response(body=body, headers={"Content-Type": content_type(version, accept)})
 
-    def _diagnostic_response(self, version: str, operation: str, diagnostic: SRUDiagnostic,
-                             *, status: int = 200) -> web.Response:
+    def _diagnostic_response(self, version: str, operation: str, diagnostic: SRUDiagnostic, *, status: int = 200,
+                             request: web.Request | None = None) -> web.Response:
         if operation not in ("searchRetrieve", "scan", "explain"):
             operation = "searchRetrieve"
-        return web.Response(body=write_diagnostic(version, operation, diagnostic), status=status,
-                            headers={"Content-Type": content_type(version)})
+        if operation == "explain" and request is not None:
+            # An explain response always carries the explain record (the schemas require it).
+            database = self.service.database(request.match_info.get("database", "union")) or self.service.database("union")
+            host, port = _host_port(request)
+            info = explain_info(self.service, self.settings, database, host, port, version)
+            body = write_explain(version, explain_element(info), [diagnostic])
+        else:
+            body = write_diagnostic(version, operation, diagnostic)
+        return web.Response(body=body, status=status, headers={"Content-Type": content_type(version)})
 
     # -- searchRetrieve -------------------------------------------------------------------
     async def search_retrieve(self, sru: SearchRetrieveRequest, database: Database) -> bytes:
@@ -320,12 +327,16 @@ class SRUEndpoint:
 
     # -- explain --------------------------------------------------------------------------
     def explain(self, sru: ExplainRequest, database: Database, request: web.Request) -> bytes:
-        host, _, port = (request.host or "127.0.0.1").rpartition(":")
-        if not host:
-            host, port = request.host, "80"
-        info = explain_info(self.service, self.settings, database, host, int(port) if port.isdigit() else 80, sru.version)
+        host, port = _host_port(request)
+        info = explain_info(self.service, self.settings, database, host, port, sru.version)
         return write_explain(sru.version, explain_element(info), escaping=sru.record_xml_escaping,
                              stylesheet=sru.stylesheet)
+
+
+def _host_port(request: web.Request) -> tuple[str, int]:
+    """The host and port the client addressed (the Host header), for the explain record."""
+    url = request.url
+    return url.host or "localhost", url.port or 80
 
 
 class _DiagnosticWithEcho(Exception):
