@@ -38,13 +38,14 @@ def decode_text(data: bytes | bytearray | None, charset: str = "utf-8") -> str |
     """Bytes of an InternationalString as text.
 
     Clients differ: yaz-client sends query terms as raw UTF-8 whatever was negotiated, older
-    Chinese clients send GBK without negotiating. So the negotiated charset is tried first,
-    then UTF-8, then GB18030 (a superset of GBK), and Latin-1 last (it never fails).
+    Chinese clients send GBK without negotiating. Valid UTF-8 is taken as UTF-8 (GBK text is
+    almost never valid UTF-8, while UTF-8 bytes often pass as GBK), then the negotiated
+    charset is tried, then GB18030 (a superset of GBK), and Latin-1 last (it never fails).
     """
     if data is None:
         return None
     raw = bytes(data)
-    for candidate in (charset, "utf-8", "gb18030"):
+    for candidate in ("utf-8", charset, "gb18030"):
         try:
             return raw.decode(candidate)
         except (UnicodeDecodeError, LookupError):

@@ -1,0 +1,312 @@
+"""Our Z39.50 server driven by yaz-client and zoomsh (non-interactive) over a real catalogue: the
+Guangrao demo exports plus real CNMARC and MARC21 fixtures, ingested into the embedded store.
+Expected hit counts are computed from the input files with pymarc, never from the store."""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from federation.rules import AuthSettings, AuthToken
+from federation.z3950service import BRIEF_UNIMARC_TAGS
+from indexer.analysis import normalize_isbn
+from sru_support import build_catalogue, input_records
+from z3950_support import Z3950ThreadServer, marcdump_xml, yaz_client, zoomsh
+
+MARC = {"m": "http://www.loc.gov/MARC21/slim"}
+SECRET = "z3950-test-token"
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory):
+    return build_catalogue(tmp_path_factory.mktemp("z3950-catalogue"))
+
+
+@pytest.fixture(scope="module")
+def inputs(catalogue):
+    return input_records(catalogue)
+
+
+def with_token(network):
+    digest = hashlib.sha256(SECRET.encode()).hexdigest()
+    return replace(network, auth=AuthSettings((AuthToken("GR", digest),)))
+
+
+@pytest.fixture(scope="module")
+def server(catalogue):
+    with Z3950ThreadServer(catalogue, network_hook=with_token) as running:
+        yield running
+
+
+def hits(output: str) -> list[int]:
+    return [int(n) for n in re.findall(r"Number of hits: (\d+)", output)]
+
+
+def isbns(record) -> list[str]:
+    raw = record.subfields("010", "a") if record.unimarc else record.subfields("020", "a")
+    return [i for i in (normalize_isbn(r) for r in raw) if i]
+
+
+# -- init -------------------------------------------------------------------------------------
+
+def test_utf8_negotiation_and_init_options(server):
+    output = yaz_client(server, [], charset="UTF-8")
+    assert "Connection accepted by v3 target" in output
+    assert "Accepted character set : UTF-8" in output
+    assert "Name   : union-federation Z39.50 server" in output
+    options = re.search(r"Options: (.*)", output).group(1).split()
+    assert {"search", "present", "delSet", "scan", "sort", "namedResultSets", "negotiationModel"} <= set(options)
+
+
+def test_gbk_is_accepted_when_proposed(server, inputs):
+    output = yaz_client(server, ["find @attr 1=4 图书馆"], charset="GBK")
+    assert "Accepted character set : GBK" in output
+    assert hits(output) == [len({r.work for r in inputs if "图书馆" in r.title})]
+
+
+def test_zoomsh_negotiates_utf8(server, inputs):
+    done = zoomsh(server, ["search @attr 1=4 图书馆"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    expected = len({r.work for r in inputs if "图书馆" in r.title})
+    assert f": {expected} hits" in done.stdout
+
+
+def test_authentication_against_the_rule_set(server):
+    accepted = yaz_client(server, ["find @attr 1=4 图书馆"], user=f"GR/{SECRET}")
+    assert "Connection accepted" in accepted and hits(accepted)
+    rejected = yaz_client(server, [], user="GR/wrong")
+    assert "Connection rejected" in rejected
+    other_library = yaz_client(server, [], user=f"GR-DW/{SECRET}")
+    assert "Connection rejected" in other_library
+
+
+# -- search: each attribute type ---------------------------------------------------------------
+
+def test_use_attribute_with_a_chinese_term(server, inputs):
+    expected = len({r.work for r in inputs if "图书馆" in r.title})
+    assert expected > 0
+    output = yaz_client(server, ["find @attr 1=4 图书馆", "find @attr 1=4 @attr 4=1 图书馆"])
+    assert hits(output) == [expected, expected]
+
+
+def test_use_attribute_isbn_and_library(server, inputs):
+    record = next(r for r in inputs if r.unimarc and isbns(r))
+    isbn = isbns(record)[0]
+    held_at_fy = {r.work for r in inputs if "GR-FY" in r.holdings_libraries}
+    output = yaz_client(server, [f"find @attr 1=7 {isbn}", "find @attr 1=1044 GR-FY"])
+    assert hits(output) == [1, len(held_at_fy)]
+
+
+def test_truncation(server, inputs):
+    prefix = "978710"
+    right = {r.work for r in inputs if any(i.startswith(prefix) for i in isbns(r))}
+    isbn = next(i for r in inputs for i in isbns(r))
+    suffix = isbn[-5:]
+    left = {r.work for r in inputs if any(i.endswith(suffix) for i in isbns(r))}
+    output = yaz_client(server, [
+        f"find @attr 1=7 @attr 5=1 {prefix}",
+        f"find @attr 1=7 @attr 5=2 {suffix}",
+        f"find @attr 1=7 @attr 5=3 {isbn[4:10]}",
+        f"find @attr 1=7 @attr 5=101 {prefix}#",
+        f"find @attr 1=7 @attr 5=104 {isbn[:-1]}#",
+        f"find @attr 1=7 @attr 5=100 {prefix}",
+    ])
+    counts = hits(output)
+    assert counts[0] == len(right) > 0
+    assert counts[1] == len(left) > 0
+    assert counts[2] >= 1
+    assert counts[3] == len(right)
+    assert counts[4] >= 1
+    assert counts[5] == 0
+
+
+def test_relation_attributes_partition_the_dated_records(server):
+    year = 2010
+    output = yaz_client(server, [
+        f"find @attr 1=31 @attr 2=1 {year}",
+        f"find @attr 1=31 @attr 2=2 {year}",
+        f"find @attr 1=31 @attr 2=3 {year}",
+        f"find @attr 1=31 @attr 2=4 {year}",
+        f"find @attr 1=31 @attr 2=5 {year}",
+        f"find @attr 1=31 @attr 2=6 {year}",
+        "find @attr 1=1016 @attr 2=103 x",
+    ])
+    lt, le, eq, ge, gt, ne, total = hits(output)
+    assert lt > 0 and gt > 0 and eq > 0
+    assert le == lt + eq and ge == gt + eq
+    assert ne == total - eq
+    assert lt + eq + gt <= total
+
+
+def test_position_structure_and_completeness(server, inputs):
+    expected = len({r.work for r in inputs if "图书馆" in r.title})
+    title = next(r.title for r in inputs if not r.unimarc and len(re.findall(r"[a-z]+", r.title.lower())) >= 3)
+    first, second = re.findall(r"[a-z]+", title.lower())[:2]
+    isbn = next(i for r in inputs for i in isbns(r))
+    output = yaz_client(server, [
+        "find @attr 1=4 @attr 3=1 图书馆",
+        "find @attr 1=4 @attr 3=3 图书馆",
+        f'find @attr 1=4 @attr 4=1 "{first} {second}"',
+        f'find @attr 1=4 @attr 4=6 "{first} {second}"',
+        f'find @attr 1=4 @attr 4=105 "{first} {second}"',
+        f"find @attr 1=7 @attr 6=3 {isbn}",
+        f"find @attr 1=7 @attr 4=3 {isbn}",
+        "find @attr 1=31 @attr 4=4 2010",
+    ])
+    anchored, anywhere, phrase, words, free, complete, key, year = hits(output)
+    assert anchored <= anywhere == expected
+    assert 0 < phrase <= words == free
+    assert complete == key == 1
+    assert year > 0
+
+
+def test_boolean_operators_and_result_set_references(server, inputs):
+    output = yaz_client(server, [
+        "find @attr 1=4 图书馆",
+        "find @attr 1=1044 GR",
+        "find @and @set 1 @set 2",
+        "find @or @set 1 @set 2",
+        "find @not @set 1 @set 2",
+    ])
+    title, at_hub, both, either, only_title = hits(output)
+    assert both + only_title == title
+    assert either == title + at_hub - both
+
+
+def test_unsupported_attributes_give_bib1_diagnostics(server):
+    output = yaz_client(server, [
+        "find @attr 1=9999 x",
+        "find @attr 2=99 @attr 1=4 x",
+        "find @attr 3=9 @attr 1=4 x",
+        "find @attr 4=99 @attr 1=4 x",
+        "find @attr 5=102 @attr 1=4 x",
+        "find @attr 6=9 @attr 1=4 x",
+        "find @attr 9=1 @attr 1=4 x",
+        "find @attr 1=31 @attr 2=4 abc",
+        "find @prox 0 1 1 2 k 2 a b",
+        "find @attr gils 1=4 x",
+        "find @set nosuchset",
+    ])
+    for code, addinfo in [(114, "9999"), (117, "99"), (119, "9"), (118, "99"), (120, "102"), (122, "9"),
+                          (113, "9"), (125, "abc"), (110, "prox"), (121, "1.2.840.10003.3.5"), (30, "nosuchset")]:
+        assert f"[{code}]" in output and f"addinfo '{addinfo}'" in output, (code, output)
+
+
+def test_unknown_database(server):
+    output = yaz_client(server, ["find @attr 1=4 x"], database="nosuchdb")
+    assert "[235]" in output and "addinfo 'nosuchdb'" in output
+
+
+def test_library_and_tier_databases(server, inputs):
+    held = {r.work for r in inputs if "GR-DW" in r.holdings_libraries}
+    output = yaz_client(server, ["find @attr 1=1016 @attr 2=103 x"], database="GR-DW")
+    assert hits(output) == [len(held)]
+
+
+# -- present -----------------------------------------------------------------------------------
+
+def test_present_usmarc_checked_by_yaz_marcdump(server, inputs, tmp_path):
+    marc_file = tmp_path / "out.mrc"
+    output = yaz_client(server, ["find @attr 1=4 geography", "format usmarc", "show 1+3"], marc_file=marc_file)
+    (count,) = hits(output)
+    assert count >= 3
+    root = etree.fromstring(marcdump_xml(marc_file))
+    records = root.findall("m:record", MARC)
+    assert len(records) == 3
+    for record in records:
+        assert record.findtext("m:leader", namespaces=MARC)[9] == "a"
+        assert re.fullmatch(r"u[0-9a-z]+", record.findtext("m:controlfield[@tag='001']", namespaces=MARC))
+        title = " ".join(record.xpath("m:datafield[@tag='245' or @tag='246' or @tag='740']//text()", namespaces=MARC))
+        assert "geograph" in title.lower()
+        # Every item shows its availability in 852 $z (these Library of Congress records have none).
+        for holdings in record.findall("m:datafield[@tag='852']", MARC):
+            assert holdings.find("m:subfield[@code='z']", MARC) is not None
+
+
+def test_present_unimarc_checked_by_yaz_marcdump(server, tmp_path):
+    marc_file = tmp_path / "out.mrc"
+    output = yaz_client(server, ["find @attr 1=4 图书馆", "format unimarc", "show 1+2"], marc_file=marc_file)
+    assert "Record type: Unimarc" in output
+    root = etree.fromstring(marcdump_xml(marc_file))
+    records = root.findall("m:record", MARC)
+    assert len(records) == 2
+    for record in records:
+        title = "".join(record.xpath("m:datafield[@tag='200']/m:subfield[@code='a']/text()", namespaces=MARC))
+        assert "图书馆" in title
+        assert record.findall("m:datafield[@tag='905']", MARC)
+
+
+def test_present_xml_sutrs_opac_and_brief(server):
+    output = yaz_client(server, [
+        "find @attr 1=4 图书馆",
+        "format xml", "show 1",
+        "format sutrs", "show 1",
+        "format opac", "show 1",
+    ])
+    assert "Record type: XML" in output and 'xmlns="info:srw/schema/8/unimarcxml-v0.1"' in output
+    assert "Record type: SUTRS" in output
+    assert "Record type: OPAC" in output and "nucCode: GR" in output
+    assert re.search(r"availableNow: (-1|1|0)", output) and "itemId: GR" in output and "callNumber: " in output
+    brief = yaz_client(server, ["find @attr 1=4 图书馆", "format unimarc", "elements B", "show 1"])
+    full = yaz_client(server, ["find @attr 1=4 图书馆", "format unimarc", "elements F", "show 1"])
+    brief_tags = re.findall(r"^(\d{3}) ", brief, re.M)
+    full_tags = re.findall(r"^(\d{3}) ", full, re.M)
+    assert {"001", "200", "905"} <= set(brief_tags) < set(full_tags)
+    assert set(brief_tags) <= BRIEF_UNIMARC_TAGS
+
+
+def test_zoomsh_opac_record(server):
+    done = zoomsh(server, ["search @attr 1=4 图书馆", "show 0 1"],
+                  settings=("set charset UTF-8", "set preferredRecordSyntax opac"))
+    assert done.returncode == 0, done.stderr
+    assert "<opacRecord>" in done.stdout and "<availableNow value=" in done.stdout
+
+
+def test_unsupported_syntax_and_element_set(server):
+    output = yaz_client(server, ["find @attr 1=4 图书馆", "format 1.2.840.10003.5.1000.1", "show 1",
+                                 "format usmarc", "elements Q", "show 1"])
+    assert "[239]" in output
+    assert "[25]" in output and "addinfo 'Q'" in output
+
+
+def test_present_out_of_range(server):
+    output = yaz_client(server, ["find @attr 1=4 图书馆", "show 99"])
+    assert "[13]" in output
+
+
+# -- scan, sort, delete, close -----------------------------------------------------------------
+
+def test_scan(server, inputs):
+    output = yaz_client(server, ["scan @attr 1=4 图书馆"])
+    entries = re.findall(r"^[* ] (.+) \((\d+)\)$", output, re.M)
+    assert len(entries) == 20
+    assert entries[0][0].startswith("图书馆")
+    keys = [e[0] for e in entries]
+    assert keys == sorted(keys) and all(int(n) > 0 for _, n in entries)
+    done = zoomsh(server, ["scan @attr 1=4 geography"])
+    assert done.returncode == 0 and "geography" in done.stdout
+
+
+def test_scan_diagnostics(server):
+    output = yaz_client(server, ["scan @attr 1=1016 x", "scan @attr 1=9999 x"])
+    assert "[114]" in output
+
+
+def test_sort_by_date(server, tmp_path):
+    output = yaz_client(server, ["find @attr 1=4 图书馆", "sort 1=31 >", "format unimarc", "show 1+2"])
+    assert "status=success" in output
+    years = [int(y) for y in re.findall(r"^210 .*\$d (\d{4})", output, re.M)]
+    assert len(years) == 2 and years == sorted(years, reverse=True)
+    failing = yaz_client(server, ["find @attr 1=4 图书馆", "sort 1=1016 <"])
+    assert "[207]" in failing or "failure" in failing
+
+
+def test_delete_and_close(server):
+    output = yaz_client(server, ["find @attr 1=4 图书馆", "delete 1", "show 1", "close"])
+    assert "Got deleteResultSetResponse status=0" in output
+    assert "[30]" in output
+    assert "Reason: finished" in output

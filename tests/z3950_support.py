@@ -1,0 +1,121 @@
+"""Our Z39.50 server over a real catalogue, for tests that drive it with real clients.
+
+`Z3950ThreadServer(catalogue)` serves the embedded store built by `sru_support.build_catalogue`
+(the Guangrao demo exports plus real CNMARC and MARC21 fixtures, through the ingest pipeline)
+from a thread with its own event loop, so blocking clients (yaz-client, zoomsh) can be run
+with subprocess while it answers. `yaz_client` and `zoomsh` run those clients non-interactively.
+"""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from federation.rules import load_network
+from federation.search import SearchService
+from federation.z3950service import start_z3950_server
+from indexer.embedded import EmbeddedStore
+from indexer.indexes import load_index_table
+from protocols.z3950.server import ServerLimits, Z3950Server
+from sru_support import NETWORK, Catalogue
+
+
+@dataclass
+class Z3950ThreadServer:
+    catalogue: Catalogue
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    # Adjusts the loaded network before the service is built (e.g. to add auth tokens).
+    network_hook: Callable[[Any], Any] | None = None
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self.server: Z3950Server | None = None
+        self.thread = threading.Thread(target=self._run, name="z3950-server", daemon=True)
+
+    def __enter__(self) -> "Z3950ThreadServer":
+        self.thread.start()
+        if not self.ready.wait(60):
+            raise RuntimeError("the Z39.50 server did not start")
+        if self._error is not None:
+            raise RuntimeError("the Z39.50 server failed to start") from self._error
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(30)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._main())
+        self.loop.close()
+
+    async def _main(self) -> None:
+        store = None
+        try:
+            network = load_network(NETWORK)
+            if self.network_hook is not None:
+                network = self.network_hook(network)
+            table = load_index_table()
+            store = EmbeddedStore(self.catalogue.store_dir, table)
+            await store.open()
+            service = SearchService(network, table, store)
+            self.server = await start_z3950_server(service, "127.0.0.1", 0, limits=self.limits)
+            self.port = self.server.port
+            self._stop = asyncio.Event()
+        except BaseException as error:
+            self._error = error
+            self.ready.set()
+            if store is not None:
+                await store.close()
+            raise
+        self.ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            self.server.close()
+            await self.server.wait_closed()
+            await store.close()
+
+    def address(self, database: str = "union") -> str:
+        return f"tcp:127.0.0.1:{self.port}/{database}"
+
+
+def yaz_client(server: Z3950ThreadServer, commands: Sequence[str], *, database: str = "union",
+               charset: str | None = "UTF-8", marc_file: Path | None = None, user: str | None = None,
+               timeout: float = 30) -> str:
+    """Run yaz-client with commands on stdin; returns its output (it always exits 0)."""
+    lines = []
+    args = ["yaz-client"]
+    if marc_file is not None:
+        args += ["-m", str(marc_file)]
+    if user is not None:
+        # -u only applies when the address is on the command line.
+        args += ["-u", user, server.address(database)]
+    else:
+        if charset:
+            lines.append(f"charset {charset}")
+        lines.append(f"open {server.address(database)}")
+    lines += list(commands) + ["quit"]
+    done = subprocess.run(args, input="\n".join(lines) + "\n", capture_output=True, text=True, errors="replace", timeout=timeout)
+    return done.stdout + done.stderr
+
+
+def zoomsh(server: Z3950ThreadServer, commands: Sequence[str], *, database: str = "union",
+           settings: Sequence[str] = ("set charset UTF-8",), timeout: float = 30) -> subprocess.CompletedProcess:
+    args = ["zoomsh", "-e", *settings, f"connect 127.0.0.1:{server.port}/{database}", *commands, "quit"]
+    return subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=timeout)
+
+
+def marcdump_xml(path: Path) -> bytes:
+    """yaz-marcdump's MARCXML of an ISO 2709 file (fails the test on a malformed record)."""
+    done = subprocess.run(["yaz-marcdump", "-i", "marc", "-o", "marcxml", str(path)], capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return done.stdout
