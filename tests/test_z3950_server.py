@@ -3,6 +3,7 @@ Guangrao demo exports plus real CNMARC and MARC21 fixtures, ingested into the em
 Expected hit counts are computed from the input files with pymarc, never from the store."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from dataclasses import replace
@@ -14,8 +15,11 @@ from lxml import etree
 from federation.rules import AuthSettings, AuthToken
 from federation.z3950service import BRIEF_UNIMARC_TAGS
 from indexer.analysis import normalize_isbn
+from protocols.z3950 import pdu as P
+from protocols.z3950.client import Z3950Client
+from protocols.z3950.server import ServerLimits
 from sru_support import build_catalogue, input_records
-from z3950_support import Z3950ThreadServer, marcdump_xml, yaz_client, zoomsh
+from z3950_support import Z3950ThreadServer, marcdump_xml, running_server, yaz_client, zoomsh
 
 MARC = {"m": "http://www.loc.gov/MARC21/slim"}
 SECRET = "z3950-test-token"
@@ -310,3 +314,57 @@ def test_delete_and_close(server):
     assert "Got deleteResultSetResponse status=0" in output
     assert "[30]" in output
     assert "Reason: finished" in output
+
+
+# -- limits, piggybacking, with the project's own client -----------------------------------------
+
+async def test_piggybacked_records(catalogue, inputs):
+    expected = len({r.work for r in inputs if "图书馆" in r.title})
+    async with running_server(catalogue) as server:
+        async with Z3950Client("127.0.0.1", server.port, database="union") as client:
+            small = await client.search("@attr 1=4 图书馆", piggyback=expected,
+                                        preferred_syntax=P.RecordSyntax.UNIMARC.value, element_set="B")
+            assert small.count == expected
+            assert small.response.number_of_records_returned == expected == len(small.response.records)
+            assert small.response.next_result_set_position == expected + 1
+            medium = await client.search("@attr 1=4 geography", piggyback=2)
+            assert medium.count > 2 and medium.response.number_of_records_returned == 2
+            assert all(isinstance(r.record, P.RetrievalRecord) for r in medium.response.records)
+            none = await client.search("@attr 1=4 geography")
+            assert none.response.records is None
+
+
+async def test_result_set_and_query_depth_limits(catalogue):
+    limits = ServerLimits(max_result_sets=3, max_query_depth=10)
+    async with running_server(catalogue, limits) as server:
+        async with Z3950Client("127.0.0.1", server.port, database="union") as client:
+            for n in range(3):
+                assert (await client.search("@attr 1=4 geography")).diagnostics == []
+            fourth = await client.search("@attr 1=4 geography")
+            assert fourth.diagnostics == [P.Diagnostic(112, "3")]
+            again = await client.search("@attr 1=4 图书馆", result_set="1")
+            assert again.diagnostics == [] and again.count > 0
+            deep = "@and " * 12 + "@attr 1=4 a " * 13
+            too_deep = await client.search(deep.strip(), result_set="2")
+            assert too_deep.diagnostics[0].code == 108
+            ok_depth = "@and " * 5 + "@attr 1=4 a " * 6
+            assert (await client.search(ok_depth.strip(), result_set="3")).diagnostics == []
+
+
+async def test_message_size_limits_present(catalogue):
+    async with running_server(catalogue, ServerLimits(preferred_message_size=8192)) as server:
+        async with Z3950Client("127.0.0.1", server.port, database="union") as client:
+            found = await client.search("@attr 1=1016 @attr 2=103 x")
+            page = await client.present(found.result_set, 1, 50)
+            assert 0 < page.number_of_records_returned < 50
+            assert page.present_status is P.PresentStatus.PARTIAL_2
+            assert page.next_result_set_position == 1 + page.number_of_records_returned
+
+
+async def test_idle_connections_are_closed(catalogue):
+    async with running_server(catalogue, ServerLimits(idle_timeout=0.3)) as server:
+        client = Z3950Client("127.0.0.1", server.port, database="union")
+        await client.connect()
+        await asyncio.sleep(0.6)
+        with pytest.raises(P.Z3950Error, match="LACK_OF_ACTIVITY"):
+            await client.search("@attr 1=4 a")

@@ -8,11 +8,12 @@ with subprocess while it answers. `yaz_client` and `zoomsh` run those clients no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 from federation.rules import load_network
 from federation.search import SearchService
@@ -119,3 +120,21 @@ def marcdump_xml(path: Path) -> bytes:
     done = subprocess.run(["yaz-marcdump", "-i", "marc", "-o", "marcxml", str(path)], capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     return done.stdout
+
+
+@contextlib.asynccontextmanager
+async def running_server(catalogue: Catalogue, limits: ServerLimits = ServerLimits()) -> AsyncIterator[Z3950Server]:
+    """Our server on a free port in the current event loop (for async tests)."""
+    table = load_index_table()
+    store = EmbeddedStore(catalogue.store_dir, table)
+    await store.open()
+    try:
+        service = SearchService(load_network(NETWORK), table, store)
+        server = await start_z3950_server(service, "127.0.0.1", 0, limits=limits)
+        try:
+            yield server
+        finally:
+            server.close()
+            await server.wait_closed()
+    finally:
+        await store.close()
