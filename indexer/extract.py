@@ -8,8 +8,10 @@ normalizer and value map, and drops duplicates. `copy_from` indexes (`anywhere`,
 
 `match_keys` turns the extracted values into the dedup keys `indexer.union` merges on:
 `isbn:<ISBN-13>`, `issn:<NNNN-NNNN>` and one `work:<title>|<author>|<year>` key built from the
-normalized title proper, the first author's name and the year (CJK-aware: CJK text keeps its
-characters without spaces; statements of responsibility lose their role words).
+normalized title proper (filed without its leading article: MARC21 245 second indicator,
+UNIMARC non-sorting markers), the first author's name and the year (CJK-aware: CJK text keeps
+its characters without spaces; statements of responsibility lose their role words). Control
+characters and bidi marks never reach an index value.
 """
 from __future__ import annotations
 
@@ -32,7 +34,15 @@ _TRAILING_PERIOD = re.compile(r"(?<=[^\s.A-Z])\.$")
 # Role words ending a statement of responsibility (著, 主编, 译, ...); single characters that also
 # end personal names (文, 图, 校) are left alone.
 _CJK_ROLE_SUFFIX = re.compile(r"(?:等|主编|编著|编译|著译|译注|校注|整理|改编|编写|编绘|撰文|绘图|选编|合著|著|编|译|撰)+$")
+# C0/C1 controls (UNIMARC non-sorting markers U+0088/89/98/9C among them) and bidi marks.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e]")
+# UNIMARC: text before NSE (or between NSB and NSE) does not file: `La \x9cRecherche`.
+_UNIMARC_NON_SORTING = re.compile("^[\x88\x98]?([^\x89\x9c]*)[\x89\x9c]")
 _LATIN_WORD = re.compile(r"[^\W_]+")
+
+
+def _strip_controls(value: str) -> str:
+    return _CONTROLS.sub("", value)
 
 
 def _clean(value: str) -> str:
@@ -87,6 +97,7 @@ def index_values(record: Record, marc_format: MarcFormat, definition: IndexDefin
     seen: set[str] = set()
     for source in definition.sources(MarcFormat(marc_format).value):
         for raw in source_values(record, source):
+            raw = _strip_controls(raw)
             text = _clean(raw) if definition.type.value == "text" else raw
             normalized = definition.normalize_value(text)
             if normalized is None or normalized in seen:
@@ -144,30 +155,50 @@ def author_key(value: str) -> str:
     return _key_text(value)
 
 
-def work_key(fields: dict[str, list[str]]) -> str | None:
+def work_key(fields: dict[str, list[str]], *, title: str | None = None) -> str | None:
+    """`work:<title>|<author>|<year>`; `title` overrides the first title value (its filing form)."""
     titles = fields.get("title") or []
-    title = _key_text(titles[0]) if titles else ""
-    if not title:
+    title_text = _key_text(title if title is not None else titles[0] if titles else "")
+    if not title_text:
         return None
     creators = fields.get("creator") or []
     author = author_key(creators[0]) if creators else ""
     year = (fields.get("date") or [""])[0]
-    return f"work:{title}|{author}|{year}"
+    return f"work:{title_text}|{author}|{year}"
 
 
-def match_keys(fields: dict[str, list[str]]) -> list[str]:
-    """Dedup keys: every ISBN and ISSN, then the work key."""
+def match_keys(fields: dict[str, list[str]], *, filing_title: str | None = None) -> list[str]:
+    """Dedup keys: every ISBN and ISSN, then the work key (on `filing_title` if given)."""
     keys = [f"isbn:{isbn}" for isbn in fields.get("isbn", ())]
     keys += [f"issn:{issn}" for issn in fields.get("issn", ())]
-    work = work_key(fields)
+    work = work_key(fields, title=filing_title)
     if work is not None:
         keys.append(work)
     return keys
 
 
+def non_filing_prefix(record: Record, marc_format: MarcFormat) -> str:
+    """The leading article the title proper does not file under: MARC21 245 second indicator
+    (`The `), UNIMARC/CNMARC non-sorting markers in 200$a."""
+    if MarcFormat(marc_format) is MarcFormat.MARC21:
+        for title in record.get_fields("245"):
+            count = int(title.indicator2) if title.indicator2.isdigit() else 0
+            return (title.get_subfields("a") or [""])[0][:count]
+        return ""
+    for title in record.get_fields("200"):
+        match = _UNIMARC_NON_SORTING.match((title.get_subfields("a") or [""])[0])
+        return match.group(1) if match else ""
+    return ""
+
+
 def analyse(record: Record, marc_format: MarcFormat, table: IndexTable) -> Analysis:
     fields = extract_fields(record, marc_format, table)
-    return Analysis(fields=fields, match_keys=tuple(match_keys(fields)))
+    filing_title = None
+    prefix = _strip_controls(non_filing_prefix(record, marc_format))
+    titles = fields.get("title") or []
+    if prefix.strip() and titles and titles[0].startswith(prefix):
+        filing_title = titles[0][len(prefix):]
+    return Analysis(fields=fields, match_keys=tuple(match_keys(fields, filing_title=filing_title)))
 
 
 def contribution_analyzer(table: IndexTable) -> Callable[[Contribution], Analysis]:

@@ -11,7 +11,15 @@ import pymarc
 import pytest
 from lxml import etree
 
-from indexer.extract import analyse, author_key, contribution_analyzer, control_number, extract_fields, match_keys
+from indexer.extract import (
+    analyse,
+    author_key,
+    contribution_analyzer,
+    control_number,
+    extract_fields,
+    match_keys,
+    non_filing_prefix,
+)
 from indexer.indexes import load_index_table
 from indexer.model import Contribution, MarcFormat
 from indexer.readers import read_records
@@ -149,7 +157,8 @@ def test_unimarc_serials_titles_and_issns(table):
         fields = extract_fields(record, MarcFormat.UNIMARC, table)
         titles = [v for f in record.get_fields("200") for v in f.get_subfields("a")]
         if titles:
-            assert fields["title"][0].startswith(strip_isbd(titles[0])[:20])
+            expected = re.sub("[\u200e\u200f\x88\x89\x98\x9c]", "", strip_isbd(titles[0]))
+            assert fields["title"][0].startswith(expected[:20])
         issns = [v for f in record.get_fields("011") for v in f.get_subfields("a")]
         valid = []
         for value in issns:
@@ -204,7 +213,8 @@ def test_analyse_and_contribution_analyzer_agree(table):
                                     format=result.format, marc=result.record.as_dict())
         again = analyzer(contribution)
         assert again.fields == direct.fields and again.match_keys == direct.match_keys
-        assert direct.match_keys == tuple(match_keys(dict(direct.fields)))
+        assert [k for k in direct.match_keys if not k.startswith("work:")] == [
+            k for k in match_keys(dict(direct.fields)) if not k.startswith("work:")]
 
 
 def test_control_number_falls_back_to_035(table):
@@ -213,3 +223,44 @@ def test_control_number_falls_back_to_035(table):
     result.record.remove_fields("001")
     expected = [v for f in result.record.get_fields("035") for v in f.get_subfields("a")]
     assert expected and control_number(result.record, MarcFormat.MARC21) == expected[0]
+
+
+def test_work_key_files_under_the_title_without_its_article(table):
+    articles = 0
+    for result in loc_records():
+        title = result.record.get_fields("245")[0]
+        count = int(title.indicator2) if title.indicator2.isdigit() else 0
+        (work,) = [k for k in analyse(result.record, MarcFormat.MARC21, table).match_keys if k.startswith("work:")]
+        skipped = title["a"][:count].strip().lower()
+        if count:
+            articles += 1
+            assert not work.startswith(f"work:{skipped} "), (work, skipped)
+    assert articles > 10
+
+    def book(title_a: str, ind2: str) -> pymarc.Record:
+        record = pymarc.Record()
+        record.add_field(pymarc.Field(tag="008", data="020805s2002    nyu    j      000 1 eng  "))
+        record.add_field(pymarc.Field(tag="100", indicators=pymarc.Indicators("1", " "),
+                                      subfields=[pymarc.Subfield("a", "Fitzgerald, F. Scott.")]))
+        record.add_field(pymarc.Field(tag="245", indicators=pymarc.Indicators("1", ind2),
+                                      subfields=[pymarc.Subfield("a", title_a)]))
+        return record
+
+    with_article = analyse(book("The great Gatsby /", "4"), MarcFormat.MARC21, table)
+    without = analyse(book("Great Gatsby /", "0"), MarcFormat.MARC21, table)
+    assert with_article.fields["title"] == ["The great Gatsby"]  # the shown title keeps its article
+    assert with_article.match_keys == without.match_keys == ("work:great gatsby|fitzgerald|2002",)
+
+
+def test_unimarc_non_sorting_markers(table):
+    results = list(read_records(FIXTURES / "unimarc" / "periouni-3064.mrc"))
+    marked = [r for r in results if any("\x9c" in v for f in r.record.get_fields("200", "452") for v in f.get_subfields("a", "t"))]
+    assert marked  # real records carry U+009C (NSE)
+    for result in results:
+        fields = extract_fields(result.record, MarcFormat.UNIMARC, table)
+        assert not any("\x9c" in v or "\x98" in v for values in fields.values() for v in values)
+    for result in marked:
+        prefix = non_filing_prefix(result.record, MarcFormat.UNIMARC)
+        for key in analyse(result.record, MarcFormat.UNIMARC, table).match_keys:
+            if key.startswith("work:") and prefix.strip():
+                assert not key.startswith("work:" + prefix.strip().lower())
