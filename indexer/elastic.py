@@ -257,13 +257,16 @@ class ElasticsearchStore(Store):
         name, self._rebuild = self._rebuild.index, None
         await self.client.indices.delete(index=name)
 
-    async def rebuild(self, records: AsyncIterable[UnionRecord] | Iterable[UnionRecord] | None = None) -> BulkResult:
+    async def rebuild(
+        self, records: AsyncIterable[UnionRecord] | Iterable[UnionRecord] | None = None, *, keep_old: bool = False
+    ) -> BulkResult:
         """Rebuild the index without downtime.
 
         With `records`, the new index holds exactly those (a full re-ingest); without, every
         record of the live index is re-indexed with the current index table (after a change of
         `config/indexes.yaml` that needs no re-extraction). Reads use the old index until the
-        alias swaps; on any error the new index is dropped and the old one stays.
+        alias swaps. If any record is not written, or anything else fails, the new index is
+        dropped and the old one stays (a `StoreError` names the records).
         """
         target = await self.begin_rebuild()
         result = BulkResult()
@@ -280,10 +283,16 @@ class ElasticsearchStore(Store):
             assert self._rebuild is not None
             for record_id in sorted(self._rebuild.deleted):
                 await self.client.options(ignore_status=404).delete(index=target, id=record_id)
+            if result.failed:
+                shown = "; ".join(f"{record_id}: {reason}" for record_id, reason in result.failed[:5])
+                raise StoreError(
+                    f"rebuild abandoned, the alias still points at the old index: {len(result.failed)} "
+                    f"records could not be written into {target} ({shown})"
+                )
         except BaseException:
             await self.abort_rebuild()
             raise
-        await self.finish_rebuild()
+        await self.finish_rebuild(keep_old=keep_old)
         return result
 
     async def _live_records(self) -> AsyncIterator[UnionRecord]:

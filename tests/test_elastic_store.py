@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -36,6 +38,9 @@ from indexer.store import QueryNotSupported, StoreError
 pytestmark = pytest.mark.elasticsearch
 
 TABLE = load_index_table()
+REPO = Path(__file__).resolve().parent.parent
+FEDERATION = REPO / ".venv" / "bin" / "federation"
+GUANGRAO = REPO / "config" / "networks" / "guangrao.yaml"
 
 
 def book(
@@ -503,3 +508,43 @@ async def test_stats_count_records_and_items_per_library_and_tier() -> None:
         assert stats.by_library == {"GR": {"records": 1, "items": 2}, "GR-DW": {"records": 2, "items": 2}}
         assert stats.by_tier == {"hub": {"records": 1, "items": 2}, "branch": {"records": 2, "items": 2}}
         assert json.loads(json.dumps(stats.by_library)) == stats.by_library
+
+
+async def test_a_rebuild_that_cannot_write_every_record_keeps_the_old_index() -> None:
+    async with es_store(TABLE) as store:
+        await store.upsert([book(1, "中国历史十讲"), book(2, "明清史话")])
+        await store.refresh()
+        [before] = await store.concrete_indexes()
+        oversized = book(3, "丝绸之路简史")
+        oversized.id = "y" * 600
+        with pytest.raises(StoreError, match=r"rebuild abandoned.*1 records could not be written.*512 bytes"):
+            await store.rebuild([book(1, "中国历史十讲"), oversized, book(4, "唐宋通识")])
+        assert await store.concrete_indexes() == [before]
+        assert list((await store.client.indices.get(index=f"{store.alias}-*")).body) == [before]
+        assert await hits(store, MatchAll()) == ["u000001", "u000002"]
+
+
+async def test_rebuild_index_command_swaps_in_a_new_index(tmp_path) -> None:
+    endpoint = shared_endpoint()
+    async with es_store(TABLE) as store:
+        await store.upsert([book(n, f"家常菜大全 {n}") for n in range(1, 26)])
+        await store.refresh()
+        [before] = await store.concrete_indexes()
+        rule_set = GUANGRAO.read_text(encoding="utf-8")
+        embedded = "store:\n  kind: embedded\n  path: var/guangrao\n"
+        assert embedded in rule_set
+        config = tmp_path / "guangrao-es.yaml"
+        config.write_text(rule_set.replace(embedded, (
+            f"store:\n  kind: elasticsearch\n  url: \"{endpoint.url}\"\n"
+            f"  index_prefix: {store.alias}\n  flavor: {endpoint.flavor}\n")), encoding="utf-8")
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("ELASTICSEARCH_")}
+        process = await asyncio.create_subprocess_exec(
+            str(FEDERATION), "rebuild-index", "--config", str(config), env=environment,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+        assert process.returncode == 0, stderr.decode()
+        [after] = await store.concrete_indexes()
+        assert after != before
+        assert stdout.decode().startswith(f"{store.alias}: 25 records re-indexed into {after} in ")
+        assert f"(was {before}, deleted)" in stdout.decode()
+        assert len(await hits(store, phrase("title", "家常菜"))) == 25
