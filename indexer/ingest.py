@@ -56,7 +56,7 @@ from typing import Callable, Iterable, Sequence
 from pymarc import Record
 
 from indexer.extract import analyse, contribution_analyzer, control_number
-from indexer.holdings import extract_items
+from indexer.holdings import STANDARD_LAYOUTS, extract_items
 from indexer.indexes import IndexTable
 from indexer.model import Contribution, MarcFormat, UnionRecord
 from indexer.policy import IngestPolicy, LibraryPolicy
@@ -70,10 +70,6 @@ DEFAULT_BATCH_SIZE = 500
 MARC_SUFFIXES = (".mrc", ".marc", ".iso", ".iso2709", ".dat", ".xml", ".json", ".jsonl", ".ndjson", ".gz")
 # Records looked at to decide which library a file belongs to.
 LIBRARY_SNIFF_RECORDS = 200
-# Where exports commonly name the owning library of an item (tag, subfield), tried after the
-# rule set's own holdings mappings: CNMARC 905$a, MARC21 852$b, Koha 952$a/$b, Sirsi 949$m,
-# UNIMARC (Koha) 995$b/$c.
-COMMON_LIBRARY_SUBFIELDS = (("905", "a"), ("852", "b"), ("952", "a"), ("952", "b"), ("949", "m"), ("995", "b"), ("995", "c"))
 # Warnings kept in the report (the count goes on).
 MAX_WARNINGS = 1000
 # Bump when the pipeline's own treatment of records changes what it stores.
@@ -185,13 +181,15 @@ def extraction_salt(table: IndexTable, policy: IngestPolicy) -> str:
 
 def library_codes_in(record: Record, policy: IngestPolicy) -> list[str]:
     """The network libraries the record's holdings name (by the rule set's holdings mappings,
-    then the common holdings fields), one entry per item field."""
+    then the standard layouts of the common systems), one entry per item field."""
     places: list[tuple[str, str]] = []
     for library in policy.libraries.values():
         mapping = library.holdings
         if mapping is not None and mapping.library and (mapping.tag, mapping.library) not in places:
             places.append((mapping.tag, mapping.library))
-    places.extend(p for p in COMMON_LIBRARY_SUBFIELDS if p not in places)
+    for layout in STANDARD_LAYOUTS.values():
+        if layout.library and (layout.tag, layout.library) not in places:
+            places.append((layout.tag, layout.library))
     for tag, code in places:
         found = []
         for holding in record.get_fields(tag):
@@ -427,8 +425,8 @@ class _Preparer:
             source_id = fallback_source_id(record)
             self.report.warn(f"{where}: no control number; identified by content as {source_id}")
         holdings = extract_items(record, fmt, library, self.policy, default_library=library.code)
-        if getattr(holdings, "quarantine", False):
-            return _Quarantined(result, "; ".join(holdings.problems) or "holdings rejected by the barcode policy", source_id)
+        if holdings.quarantine:
+            return _Quarantined(result, holdings.quarantine_reason, source_id)
         for problem in holdings.problems:
             self.report.warn(f"{where}: {problem}")
         items = list(holdings.items)

@@ -1,0 +1,477 @@
+"""The ingest pipeline and `federation ingest` on real records, into the embedded store.
+
+Two libraries' exports are built from the Library of Congress records the way their systems
+would write them (own control numbers, items in the library's holdings field, barcodes from
+the rule set's ranges), so merging, full re-ingests, deletions and the barcode policy are
+checked on real bibliographic data.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pymarc
+import pytest
+from lxml import etree
+
+from federation.rules import load_network
+from indexer.embedded import EmbeddedStore
+from indexer.extract import control_number
+from indexer.indexes import load_index_table
+from indexer.ingest import REPORT_KEYS, IngestOptions, IngestReport, fallback_source_id, ingest, read_quarantine
+from indexer.model import MarcFormat, UnionRecord
+from indexer.policy import BarcodePolicy, IngestPolicy, LibraryPolicy, NumberRange
+from indexer.readers import read_records
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+NETWORK_FILE = ROOT / "config" / "networks" / "guangrao.yaml"
+LOC = FIXTURES / "marc21" / "loc-bibliographic-386.mrc"
+FEDERATION = Path(sys.executable).with_name("federation")
+
+# Two member libraries whose own systems export MARC21: the court reading room (852 $b $p) and
+# the county-departments branch (Koha 952 $a $p, library code XZBM mapped by the rule set).
+READING_ROOM = "GR-FY"
+KOHA_BRANCH = "GR-XZBM"
+
+
+@pytest.fixture(scope="module")
+def network():
+    return load_network(NETWORK_FILE)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return load_index_table()
+
+
+@pytest.fixture(scope="module")
+def policy(network) -> IngestPolicy:
+    return network.to_ingest_policy()
+
+
+@pytest.fixture(scope="module")
+def any_format_policy(policy) -> IngestPolicy:
+    """The rule set, accepting every MARC format (Guangrao itself takes CNMARC and MARC21)."""
+    return dataclasses.replace(policy, accepted_formats=("marc21", "unimarc", "cnmarc"))
+
+
+@pytest.fixture
+async def store(tmp_path, table):
+    store = EmbeddedStore(tmp_path / "store", table)
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture(scope="module")
+def loc_records() -> list[pymarc.Record]:
+    return [result.record for result in read_records(LOC)]
+
+
+class Runner:
+    """Runs ingests into one store, each with its own quarantine file."""
+
+    def __init__(self, store, table, policy, directory: Path):
+        self.store, self.table, self.policy, self.directory = store, table, policy, directory
+        self.runs = 0
+
+    async def __call__(self, paths: Sequence[Path], policy: IngestPolicy | None = None, **options) -> IngestReport:
+        self.runs += 1
+        options.setdefault("skip_unchanged_files", False)
+        report = await ingest(
+            paths, self.store, self.table, policy or self.policy,
+            IngestOptions(quarantine_path=self.directory / f"run{self.runs}.quarantine.jsonl", **options),
+        )
+        assert report.reconciled, report.to_json()
+        return report
+
+
+@pytest.fixture
+def run(store, table, policy, tmp_path) -> Runner:
+    return Runner(store, table, policy, tmp_path)
+
+
+# -- building exports ----------------------------------------------------------------------------
+
+
+def barcode(library: LibraryPolicy, n: int) -> str:
+    prefix, start, width = NumberRange.split(library.barcode_ranges[0].start)
+    return f"{prefix}{start + n:0{width}d}"
+
+
+def holdings_field(library: LibraryPolicy, source_code: str, code: str) -> pymarc.Field:
+    mapping = library.holdings
+    subfields = [pymarc.Subfield(mapping.library, source_code), pymarc.Subfield(mapping.barcode, code)]
+    if mapping.call_number:
+        subfields.append(pymarc.Subfield(mapping.call_number, "Z" + code[-4:]))
+    return pymarc.Field(tag=mapping.tag, indicators=pymarc.Indicators(" ", " "), subfields=subfields)
+
+
+def library_copy(record: pymarc.Record, control: str, fields: Sequence[pymarc.Field]) -> pymarc.Record:
+    """The record as a library's system exports it: its own 001, its own items, no one else's."""
+    copy = pymarc.Record(leader=str(record.leader), force_utf8=True)
+    copy.leader = pymarc.Leader(str(record.leader)[:9] + "a" + str(record.leader)[10:])
+    copy.add_field(pymarc.Field(tag="001", data=control))
+    for existing in record.fields:
+        if existing.tag not in ("001", "852", "905", "949", "952"):
+            copy.add_field(existing)
+    for item in fields:
+        copy.add_field(item)
+    return copy
+
+
+def write_export(path: Path, records: Sequence[pymarc.Record]) -> Path:
+    with open(path, "wb") as handle:
+        for record in records:
+            handle.write(record.as_marc())
+    return path
+
+
+def export(path: Path, policy: IngestPolicy, code: str, source_code: str, records: dict[int, pymarc.Record],
+           items_per_record: int = 1) -> Path:
+    """`records` by their position in the LoC file (the control number and barcodes derive from it)."""
+    library = policy.libraries[code]
+    copies = []
+    for n, record in sorted(records.items()):
+        items = [holdings_field(library, source_code, barcode(library, n * 10 + i)) for i in range(items_per_record)]
+        copies.append(library_copy(record, f"{code}-{n:05d}", items))
+    return write_export(path, copies)
+
+
+async def all_records(store) -> list[UnionRecord]:
+    ids = set()
+    for library in ("GR", READING_ROOM, KOHA_BRANCH):
+        ids.update(await store.ids_of_library(library))
+    return [r for r in await store.get(sorted(ids)) if r is not None]
+
+
+async def record_of(store, library: str, source_id: str) -> UnionRecord:
+    found = await store.find_by_contribution(library, [source_id])
+    assert source_id in found, f"{library}/{source_id} is not in the store"
+    (record,) = await store.get([found[source_id]])
+    return record
+
+
+def barcodes_of(record: UnionRecord, library: str | None = None) -> set[str]:
+    return {item.barcode for item in record.items if library is None or item.library == library}
+
+
+# -- real files: counts reconcile ------------------------------------------------------------------
+
+
+def iso2709_count(path: Path) -> int:
+    """Records in an ISO 2709 file by pymarc, independent of the project's reader."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        # permissive: a chunk pymarc cannot parse (trailing padding) comes as None and is no record
+        return sum(1 for r in pymarc.MARCReader(handle, to_unicode=False, permissive=True) if r is not None)
+
+
+def xml_record_count(path: Path) -> int:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        tree = etree.parse(handle)
+    return len(tree.xpath("//*[local-name()='record' and ./*[local-name()='leader']]"))
+
+
+@pytest.mark.parametrize("relative, expected_format", [
+    ("marc21/loc-bibliographic-386.mrc", MarcFormat.MARC21),
+    ("marc21/one-marc8.mrc", MarcFormat.MARC21),
+    ("marc21/stanford-30.utf8.mrc", MarcFormat.MARC21),
+    ("cnmarc/dp2_sru_sample_cnmarcxml.iso", MarcFormat.CNMARC),
+    ("cnmarc/sample_cnmarcxml.xml", MarcFormat.CNMARC),
+    ("unimarc/periouni-3064.mrc", MarcFormat.UNIMARC),
+    ("idzebra/marc21/sample-marc.gz", MarcFormat.MARC21),
+    ("idzebra/marcxml/collection-opera-43.xml.gz", MarcFormat.MARC21),
+    ("idzebra/marcxml/collection-2.xml.gz", MarcFormat.MARC21),
+    ("idzebra/marcxml/collection-sandburg-1.xml", MarcFormat.MARC21),
+])
+async def test_real_files_reconcile_and_every_record_is_findable(run, store, any_format_policy, relative, expected_format):
+    path = FIXTURES / relative
+    expected = xml_record_count(path) if ".xml" in path.suffixes else iso2709_count(path)
+    report = await run([path], any_format_policy)
+    assert report.read == expected
+    assert report.files[0].library == "GR"  # no items: the hub's catalogue records
+    # Expected outcomes from the records themselves: a deletion (leader/05 d) with nothing to
+    # withdraw is unchanged; a control number repeated in the file keeps its first record (the
+    # same record again is unchanged, a different one is quarantined).
+    records, deleted, repeated_same, repeated_different = {}, 0, 0, 0
+    for result in read_records(path):
+        assert result.format is expected_format
+        source_id = control_number(result.record) or fallback_source_id(result.record)
+        if str(result.record.leader)[5] == "d":
+            deleted += 1
+        elif source_id in records:
+            if records[source_id].as_dict() == result.record.as_dict():
+                repeated_same += 1
+            else:
+                repeated_different += 1
+        else:
+            records[source_id] = result.record
+    assert report.quarantined == repeated_different
+    assert all("came earlier in this file" in e["reason"] for e in read_quarantine(report.quarantine))
+    assert report.unchanged == deleted + repeated_same
+    assert report.added + report.merged + report.updated == len(records)
+    found = await store.find_by_contribution("GR", sorted(records))
+    assert set(found) == set(records)
+    stored = {r.id: r for r in await store.get(sorted(set(found.values())))}
+    assert (await store.stats()).records == len(stored)
+    for source_id, record in records.items():
+        contribution = next(c for c in stored[found[source_id]].contributions if c.source_id == source_id)
+        assert contribution.marc == record.as_dict()
+        assert contribution.format is expected_format
+    # Every record is either its own union record's master or merged into one: none lost.
+    assert sum(len(r.contributions) for r in stored.values()) == len(records)
+    # Same input again: nothing changes.
+    again = await run([path], any_format_policy)
+    assert (again.read, again.unchanged, again.quarantined) == (expected, expected - repeated_different, repeated_different)
+    assert await store.find_by_contribution("GR", sorted(records)) == found
+
+
+@pytest.mark.parametrize("relative, reason", [
+    # Guangrao accepts CNMARC and MARC21 only.
+    ("unimarc/periouni-3064.mrc", "format unimarc is not accepted"),
+    # Zebra's classification authority records have no 245, which Guangrao requires of MARC21.
+    ("idzebra/marcxml/collection-clasmrc.xml.gz", "missing required field(s) 245"),
+])
+async def test_records_the_rule_set_refuses_are_quarantined(run, store, relative, reason):
+    path = FIXTURES / relative
+    expected = xml_record_count(path) if ".xml" in path.suffixes else iso2709_count(path)
+    report = await run([path])
+    assert (report.read, report.quarantined) == (expected, expected)
+    entries = read_quarantine(report.quarantine)
+    assert [e["position"] for e in entries] == list(range(1, expected + 1))
+    assert all(reason in e["reason"] for e in entries)
+    assert (await store.stats()).records == 0
+
+
+# -- malformed input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (FIXTURES / "malformed").iterdir()))
+async def test_malformed_files_good_records_in_bad_ones_quarantined(run, store, any_format_policy, name):
+    path = FIXTURES / "malformed" / name
+    results = list(read_records(path))
+    report = await run([path], any_format_policy)
+    assert report.read == len(results)
+    entries = read_quarantine(report.quarantine)
+    assert len(entries) == report.quarantined
+    by_position = {e["position"]: e for e in entries}
+    data = path.read_bytes()
+    for result in results:
+        if not result.ok:
+            entry = by_position[result.position]
+            assert entry["reason"] == result.error
+            assert entry["raw"] == result.raw
+            if path.suffix == ".mrc":
+                assert data[entry["offset"]:entry["offset"] + len(entry["raw"])] == entry["raw"]
+    for entry in entries:
+        assert entry["reason"] and entry["file"] == str(path)
+    # Every record not quarantined is in the store under its control number.
+    kept = [r for r in results if r.ok and r.position not in by_position]
+    ids = [control_number(r.record) for r in kept if control_number(r.record)]
+    assert set((await store.find_by_contribution("GR", ids))) == set(ids)
+    assert report.added + report.merged + report.updated + report.unchanged == len(kept)
+
+
+# -- merging two libraries -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_exports(tmp_path, policy, loc_records):
+    """The reading room has LoC records 0-199, the Koha branch 100-299 (two items each)."""
+    room = export(tmp_path / "fy.mrc", policy, READING_ROOM, READING_ROOM, {n: loc_records[n] for n in range(0, 200)})
+    koha = export(tmp_path / "xzbm.mrc", policy, KOHA_BRANCH, "XZBM", {n: loc_records[n] for n in range(100, 300)}, 2)
+    return room, koha
+
+
+async def test_overlapping_exports_merge_into_one_record_per_work_with_both_holdings(
+        run, store, two_exports, tmp_path, table, policy, loc_records):
+    room, koha = two_exports
+    first = await run([room])
+    second = await run([koha])
+    assert first.files[0].library == READING_ROOM
+    assert second.files[0].library == KOHA_BRANCH  # from 952 $a XZBM, a source code of the branch
+    assert first.read == 200 and second.read == 200
+    for n in range(100, 200):
+        record = await record_of(store, READING_ROOM, f"{READING_ROOM}-{n:05d}")
+        assert {(c.library, c.source_id) for c in record.contributions} >= {
+            (READING_ROOM, f"{READING_ROOM}-{n:05d}"), (KOHA_BRANCH, f"{KOHA_BRANCH}-{n:05d}")}
+        assert barcodes_of(record, READING_ROOM) >= {barcode(policy.libraries[READING_ROOM], n * 10)}
+        assert barcodes_of(record, KOHA_BRANCH) >= {barcode(policy.libraries[KOHA_BRANCH], n * 10 + i) for i in (0, 1)}
+        assert all(item.tier == "reading_room" for item in record.items if item.library == READING_ROOM)
+        assert all(item.tier == "branch" for item in record.items if item.library == KOHA_BRANCH)
+    # The grouping is the one a single library's export of records 0-299 gets: merging is by work.
+    single_store = EmbeddedStore(tmp_path / "single", table)
+    await single_store.open()
+    try:
+        single = Runner(single_store, table, policy, tmp_path / "single-q")
+        alone = export(tmp_path / "alone.mrc", policy, READING_ROOM, READING_ROOM, {n: loc_records[n] for n in range(300)})
+        await single([alone])
+        assert (await single_store.stats()).records == (await store.stats()).records
+    finally:
+        await single_store.close()
+    assert second.merged >= 100 and second.added == 200 - second.merged
+
+
+async def test_batch_size_does_not_change_the_catalogue(run, store, two_exports, tmp_path, table, policy):
+    room, koha = two_exports
+    await run([room, koha])
+    small_store = EmbeddedStore(tmp_path / "small", table)
+    await small_store.open()
+    try:
+        await Runner(small_store, table, policy, tmp_path / "small-q")([room, koha], batch_size=7)
+        big = {r.id: sorted((c.library, c.source_id) for c in r.contributions) for r in await all_records(store)}
+        small = {r.id: sorted((c.library, c.source_id) for c in r.contributions) for r in await all_records(small_store)}
+        assert big == small
+    finally:
+        await small_store.close()
+
+
+async def test_full_reingest_of_a_smaller_export_removes_exactly_the_withdrawn_holdings(
+        run, store, two_exports, tmp_path, policy, loc_records):
+    room, koha = two_exports
+    await run([room, koha])
+    before = {r.id: r for r in await all_records(store)}
+    smaller = export(tmp_path / "fy-smaller.mrc", policy, READING_ROOM, READING_ROOM, {n: loc_records[n] for n in range(0, 150)})
+    report = await run([smaller], full=True)
+    assert (report.read, report.unchanged) == (150, 150)
+    assert report.withdrawn == 50
+    after = {r.id: r for r in await all_records(store)}
+    withdrawn = {barcode(policy.libraries[READING_ROOM], n * 10) for n in range(150, 200)}
+    all_before = set().union(*(barcodes_of(r) for r in before.values()))
+    all_after = set().union(*(barcodes_of(r) for r in after.values()))
+    assert all_before - all_after == withdrawn
+    # Records 150-199 stay: the Koha branch holds them too; none of them lists the room any more.
+    for n in range(150, 200):
+        record = await record_of(store, KOHA_BRANCH, f"{KOHA_BRANCH}-{n:05d}")
+        assert READING_ROOM not in {c.library for c in record.contributions}
+    assert set(after) <= set(before)
+    # The Koha branch's full export without records 250-299: union records held by no one else go.
+    koha_smaller = export(tmp_path / "xzbm-smaller.mrc", policy, KOHA_BRANCH, "XZBM",
+                          {n: loc_records[n] for n in range(100, 250)}, 2)
+    gone = {(await record_of(store, KOHA_BRANCH, f"{KOHA_BRANCH}-{n:05d}")).id for n in range(250, 300)}
+    report = await run([koha_smaller], full=True)
+    assert report.withdrawn == 50 and report.deleted_records == len(gone)
+    assert await store.get(sorted(gone)) == [None] * len(gone)
+    assert await store.find_by_contribution(KOHA_BRANCH, [f"{KOHA_BRANCH}-{n:05d}" for n in range(250, 300)]) == {}
+
+
+async def test_a_deleted_record_withdraws_only_that_record(run, store, two_exports, tmp_path, policy, loc_records):
+    room, koha = two_exports
+    await run([room, koha])
+    before = {r.id: r for r in await all_records(store)}
+    target = await record_of(store, READING_ROOM, f"{READING_ROOM}-00150")
+    deleted = library_copy(loc_records[150], f"{READING_ROOM}-00150", [])
+    deleted.leader = pymarc.Leader(str(deleted.leader)[:5] + "d" + str(deleted.leader)[6:])
+    report = await run([write_export(tmp_path / "deletion.mrc", [deleted])], library=READING_ROOM)
+    assert (report.read, report.updated) == (1, 1)
+    after = {r.id: r for r in await all_records(store)}
+    assert set(after) == set(before)
+    for record_id, record in after.items():
+        if record_id == target.id:
+            assert {(c.library, c.source_id) for c in record.contributions} == \
+                {(c.library, c.source_id) for c in before[record_id].contributions} - {(READING_ROOM, f"{READING_ROOM}-00150")}
+            assert barcodes_of(record) == barcodes_of(before[record_id]) - {barcode(policy.libraries[READING_ROOM], 1500)}
+        else:
+            assert record.to_dict() == before[record_id].to_dict()
+    again = await run([tmp_path / "deletion.mrc"], library=READING_ROOM)
+    assert (again.read, again.unchanged) == (1, 1)
+
+
+# -- barcode policy ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("barcode_policy", list(BarcodePolicy))
+async def test_barcode_policy(run, store, policy, tmp_path, loc_records, barcode_policy):
+    room = policy.libraries[READING_ROOM]
+    foreign = barcode(policy.libraries[KOHA_BRANCH], 1)  # another library's range
+    records = [
+        library_copy(loc_records[0], "FY-1", [holdings_field(room, READING_ROOM, barcode(room, 1)),
+                                             holdings_field(room, READING_ROOM, foreign)]),
+        library_copy(loc_records[1], "FY-2", [holdings_field(room, READING_ROOM, barcode(room, 2))]),
+    ]
+    path = write_export(tmp_path / "fy.mrc", records)
+    report = await run([path], dataclasses.replace(policy, barcode_policy=barcode_policy))
+    assert report.read == 2
+    assert barcodes_of(await record_of(store, READING_ROOM, "FY-2")) == {barcode(room, 2)}
+    if barcode_policy is BarcodePolicy.QUARANTINE:
+        assert report.quarantined == 1
+        (entry,) = read_quarantine(report.quarantine)
+        assert entry["position"] == 1 and foreign in entry["reason"]
+        assert await store.find_by_contribution(READING_ROOM, ["FY-1"]) == {}
+    else:
+        assert report.quarantined == 0
+        assert any(foreign in warning for warning in report.warnings)
+        kept = barcodes_of(await record_of(store, READING_ROOM, "FY-1"))
+        if barcode_policy is BarcodePolicy.REJECT:
+            assert kept == {barcode(room, 1)}
+        else:
+            assert kept == {barcode(room, 1), foreign}
+
+
+# -- re-ingest, ids ------------------------------------------------------------------------------------
+
+
+async def test_reingest_is_all_unchanged_and_ids_are_stable(run, store, two_exports, tmp_path, table, policy):
+    room, koha = two_exports
+    first = await run([room, koha])
+    ids = {r.id: r.to_dict() for r in await all_records(store)}
+    again = await run([room, koha])
+    assert (again.read, again.unchanged) == (first.read, first.read)
+    assert {r.id: r.to_dict() for r in await all_records(store)} == ids
+    # A fresh store given the same input in the other order ends with the same ids.
+    other = EmbeddedStore(tmp_path / "other", table)
+    await other.open()
+    try:
+        await Runner(other, table, policy, tmp_path / "other-q")([koha, room])
+        assert {r.id for r in await all_records(other)} == set(ids)
+    finally:
+        await other.close()
+
+
+# -- the command line ------------------------------------------------------------------------------------
+
+
+def federation(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([str(FEDERATION), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_ingest_writes_report_and_skips_unchanged_files_the_second_time(tmp_path):
+    data_dir = tmp_path / "data"
+    inputs = [str(LOC), str(FIXTURES / "malformed" / "bad_subfield_code.mrc")]
+    report_path = tmp_path / "report.json"
+    done = federation("ingest", "--config", str(NETWORK_FILE), "--data-dir", str(data_dir),
+                      "--report", str(report_path), *inputs)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert set(report) == {*REPORT_KEYS, "quarantine"}
+    assert report["read"] == 387 and report["quarantined"] == 1
+    assert report["read"] == sum(report[k] for k in REPORT_KEYS if k != "read")
+    (entry,) = read_quarantine(report["quarantine"])
+    assert entry["file"].endswith("bad_subfield_code.mrc") and "subfield code" in entry["reason"]
+    assert "reconciled" in done.stdout
+    # Second run: the clean LoC file is recognised and not read again; the file that had a
+    # quarantined record is read again (its record is quarantined again).
+    again = federation("ingest", "--config", str(NETWORK_FILE), "--data-dir", str(data_dir), "--quiet", *inputs)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ""
+    (latest,) = sorted(data_dir.glob("ingest/*.report.json"))
+    second = json.loads(latest.read_text(encoding="utf-8"))
+    assert (second["read"], second["unchanged"], second["quarantined"]) == (387, 386, 1)
+    assert Path(second["quarantine"]).parent == data_dir / "ingest"
+
+
+def test_cli_fatal_errors_exit_non_zero(tmp_path):
+    missing = federation("ingest", "--config", str(NETWORK_FILE), "--data-dir", str(tmp_path), str(tmp_path / "nope.mrc"))
+    assert missing.returncode == 1 and "nope.mrc: no such file" in missing.stderr
+    unknown = federation("ingest", "--config", str(NETWORK_FILE), "--data-dir", str(tmp_path), "--library", "XX", str(LOC))
+    assert unknown.returncode == 1 and "--library XX" in unknown.stderr
