@@ -30,6 +30,7 @@ from protocols.records import (
     iso20775_element,
     marcxml_element,
 )
+from protocols.sru.soap import SOAP_CONTENT_TYPES, parse_soap, soap_envelope
 from protocols.sru import (
     EchoedScan,
     EchoedSearchRetrieve,
@@ -137,18 +138,26 @@ class SRUEndpoint:
     async def handle(self, request: web.Request) -> web.Response:
         params: dict[str, list[str]] = {}
         operation = "searchRetrieve"
+        soap = request.method == "POST" and request.content_type in SOAP_CONTENT_TYPES
         try:
             params = request_params(request.query)
-            if request.method == "POST":
+            if soap:
+                params = parse_soap(await request.read())
+            elif request.method == "POST":
                 if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
                     raise SRUDiagnostic(1, request.content_type,
-                                        "SOAP/SRW is not supported: POST application/x-www-form-urlencoded")
+                                        "POST application/x-www-form-urlencoded, or SOAP (text/xml)")
                 for key, values in request_params(await request.post()).items():
                     params.setdefault(key, []).extend(str(v) for v in values)
         except SRUDiagnostic as diagnostic:
-            return self._diagnostic_response(version_for(params), operation, diagnostic, status=415)
+            response = self._diagnostic_response(version_for(params), operation, diagnostic, status=200 if soap else 415)
+            return _as_soap(response) if soap else response
         except Exception as error:  # a body aiohttp cannot decode
             return self._diagnostic_response("1.2", operation, SRUDiagnostic(1, f"unreadable request: {error}"), status=400)
+        response = await self._answer(request, params)
+        return _as_soap(response) if soap else response
+
+    async def _answer(self, request: web.Request, params: dict[str, list[str]]) -> web.Response:
         version = version_for(params)
         operation = (params.get("operation") or [""])[0] or ("searchRetrieve" if "query" in params else
                                                              "scan" if "scanClause" in params else "explain")
@@ -331,6 +340,11 @@ class SRUEndpoint:
         info = explain_info(self.service, self.settings, database, host, port, sru.version)
         return write_explain(sru.version, explain_element(info), escaping=sru.record_xml_escaping,
                              stylesheet=sru.stylesheet)
+
+
+def _as_soap(response: web.Response) -> web.Response:
+    return web.Response(body=soap_envelope(response.body), status=response.status,
+                        headers={"Content-Type": "text/xml; charset=utf-8"})
 
 
 def _host_port(request: web.Request) -> tuple[str, int]:
