@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 from aiohttp import web
 
+from federation.api import install_api
 from federation.search import SearchService
 from federation.sruendpoint import SRUEndpoint, SRUSettings
 
@@ -33,6 +34,7 @@ def create_app(service: SearchService, *, sru_settings: SRUSettings = SRUSetting
     for path in ("/sru", "/sru/", "/sru/{database}"):
         app.router.add_route("GET", path, endpoint.handle)
         app.router.add_route("POST", path, endpoint.handle)
+    install_api(app, service)
     for extend in extensions:
         extend(app)
     return app
