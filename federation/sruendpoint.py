@@ -154,8 +154,14 @@ class SRUEndpoint:
             return _as_soap(response) if soap else response
         except Exception as error:  # a body aiohttp cannot decode
             return self._diagnostic_response("1.2", operation, SRUDiagnostic(1, f"unreadable request: {error}"), status=400)
-        response = await self._answer(request, params)
-        return _as_soap(response) if soap else response
+        try:
+            response = await self._answer(request, params)
+            return _as_soap(response) if soap else response
+        except Exception:
+            # The last line of defence: even writing a diagnostic failed.
+            log.exception("SRU response could not be written: %s", request.path_qs)
+            return web.Response(body=write_diagnostic("1.2", "searchRetrieve", SRUDiagnostic(1, "internal error (logged)")),
+                                headers={"Content-Type": content_type("1.2")})
 
     async def _answer(self, request: web.Request, params: dict[str, list[str]]) -> web.Response:
         version = version_for(params)

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from lxml import etree
 
+from protocols.records.marcxml import xml_text
 from protocols.sru.diagnostics import SRUDiagnostic
 
 SRW_NS = "http://www.loc.gov/zing/srw/"
@@ -124,16 +125,16 @@ class _Writer:
     def sub(self, parent: etree._Element, name: str, text: object | None = None, namespace: str | None = None) -> etree._Element:
         element = etree.SubElement(parent, f"{{{namespace or self.ns}}}{name}")
         if text is not None:
-            element.text = str(text)
+            element.text = xml_text(str(text))
         return element
 
     def diagnostic(self, parent: etree._Element, diagnostic: SRUDiagnostic) -> etree._Element:
         element = etree.SubElement(parent, f"{{{self.diag_ns}}}diagnostic", nsmap={"diag": self.diag_ns})
         etree.SubElement(element, f"{{{self.diag_ns}}}uri").text = diagnostic.uri
         if diagnostic.details:
-            etree.SubElement(element, f"{{{self.diag_ns}}}details").text = diagnostic.details
+            etree.SubElement(element, f"{{{self.diag_ns}}}details").text = xml_text(diagnostic.details)
         if diagnostic.message:
-            etree.SubElement(element, f"{{{self.diag_ns}}}message").text = diagnostic.message
+            etree.SubElement(element, f"{{{self.diag_ns}}}message").text = xml_text(diagnostic.message)
         return element
 
     def diagnostics(self, parent: etree._Element, diagnostics: Sequence[SRUDiagnostic]) -> None:
@@ -171,7 +172,7 @@ def _document(root: etree._Element, stylesheet: str | None) -> bytes:
     body = etree.tostring(root, encoding="UTF-8", xml_declaration=False)
     head = b'<?xml version="1.0" encoding="UTF-8"?>\n'
     if stylesheet:
-        escaped = stylesheet.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+        escaped = xml_text(stylesheet).replace("?>", "").replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
         head += f'<?xml-stylesheet type="text/xsl" href="{escaped}"?>\n'.encode("utf-8")
     return head + body + b"\n"
 
@@ -278,8 +279,9 @@ def _echo_search_retrieve(w: _Writer, root: etree._Element, echoed: EchoedSearch
     elif echoed.extra:
         extra = w.sub(echo, "extraRequestData")
         for name, value in echoed.extra:
-            element = etree.SubElement(extra, f"{{{RECORD_ID_NS}}}parameter", nsmap={"u": RECORD_ID_NS}, name=name)
-            element.text = value
+            element = etree.SubElement(extra, f"{{{RECORD_ID_NS}}}parameter", nsmap={"u": RECORD_ID_NS},
+                                       name=xml_text(name))
+            element.text = xml_text(value)
 
 
 def _faceted_results(facets: Sequence[FacetResult]) -> etree._Element:
