@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -484,7 +485,10 @@ def test_flavor_and_index_prefix_are_checked() -> None:
 
 
 async def test_an_unreachable_cluster_is_a_store_error() -> None:
-    store = ElasticsearchStore("http://127.0.0.1:9", TABLE, flavor="opensearch", request_timeout=2.0,
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = ElasticsearchStore(f"http://127.0.0.1:{port}", TABLE, flavor="opensearch", request_timeout=2.0,
                                max_retries=0)
     try:
         assert await store.ping() is False
