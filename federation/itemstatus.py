@@ -154,13 +154,15 @@ def parse_batch(payload: Any) -> list[ItemStatusUpdate]:
     return [update for _, update in checked]
 
 
-def parse_csv(text: str, source: str) -> list[ItemStatusUpdate]:
+def parse_csv(text: str, source: str) -> list[tuple[int, ItemStatusUpdate]]:
     """A CSV export with a header row naming the columns (barcode and status required;
-    due_date and location optional, in any order). Empty cells are absent values."""
+    due_date and location optional, in any order); (line number, update) per row. Empty cells
+    are absent values, blank lines are skipped."""
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     problems: list[str] = []
     header: list[str] | None = None
     checked: list[tuple[str, ItemStatusUpdate]] = []
+    lines: list[int] = []
     for row in reader:
         line = reader.line_num
         if not any(cell.strip() for cell in row):
@@ -183,12 +185,13 @@ def parse_csv(text: str, source: str) -> list[ItemStatusUpdate]:
         update = _check_entry(entry, f"{source}:{line}", problems, label=": ")
         if update is not None:
             checked.append((f"{source}:{line}", update))
+            lines.append(line)
     if header is None:
         problems.append(f"{source}: empty (expected a header row: {','.join(FIELDS)})")
     _no_duplicates(checked, problems)
     if problems:
         raise StatusInputError(problems)
-    return [update for _, update in checked]
+    return [(line, update) for line, (_, update) in zip(lines, checked)]
 
 
 # ---------------------------------------------------------------------------------------------
