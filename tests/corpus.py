@@ -12,12 +12,21 @@
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
+import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
+from indexer.demo import write_demo_data
+from indexer.extract import analyse, contribution_analyzer, control_number
+from indexer.holdings import extract_items
+from indexer.indexes import IndexTable, load_index_table
 from indexer.model import Availability, Contribution, Item, MarcFormat, UnionRecord
+from indexer.policy import IngestPolicy
+from indexer.readers import read_records
+from indexer.union import Incoming, MergeSession, fingerprint
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -305,6 +314,85 @@ def generated_records(count: int = 400, seed: int = 20260101) -> list[UnionRecor
     return records
 
 
+# Real exports: (file under fixtures/, the library that sent it, how many records to take).
+REAL_SOURCES: tuple[tuple[str, str, int | None], ...] = (
+    ("marc21/loc-bibliographic-386.mrc", "HUB", None),
+    ("marc21/oclc-cjk-880.utf8.mrc", "BR01", None),
+    ("marc21/stanford-30.utf8.mrc", "BR02", None),
+    ("marc21/one-marc8.mrc", "SP01", None),
+    ("cnmarc/dp2_sru_sample_cnmarcxml.iso", "HUB", None),
+    ("cnmarc/sample_cnmarcxml.xml", "RR01", None),
+    ("unimarc/periouni-3064.mrc", "BUS1", 600),
+)
+DEMO_NETWORK = Path(__file__).resolve().parent.parent / "config" / "networks" / "guangrao.yaml"
+
+
+def _contributions(path: Path, library: str, limit: int | None, policy: IngestPolicy | None,
+                   table: IndexTable) -> Iterator[Incoming]:
+    taken = 0
+    for result in read_records(path):
+        if result.record is None or result.format is None:
+            continue  # a broken record: the readers' tests cover those
+        if limit is not None and taken >= limit:
+            return
+        record = result.record
+        marc_format = MarcFormat(result.format)
+        items: list[Item] = []
+        if policy is not None:
+            holdings = extract_items(record, marc_format, policy.libraries[library], policy, default_library=library)
+            items = holdings.items
+        source_id = control_number(record, marc_format) or f"{path.name}#{result.position}"
+        marc = record.as_dict()
+        contribution = Contribution(library, source_id, marc_format, marc,
+                                    fingerprint=fingerprint(marc, marc_format, items), items=items)
+        taken += 1
+        yield Incoming(contribution, analyse(record, marc_format, table))
+
+
+def merge(incomings: Iterable[Incoming], table: IndexTable, hub: str = "HUB") -> list[UnionRecord]:
+    """Union records of contributions, deduplicated by the indexer's own merge rules (in memory)."""
+    session = MergeSession(hub=hub, match_points=("isbn", "issn", "title_author_year"),
+                           analyze=contribution_analyzer(table))
+    for incoming in incomings:
+        if session.record_of(*incoming.key) is not None:
+            continue  # the same control number twice in one export: keep the first
+        session.mark_absent(session.unknown_ids(incoming))
+        session.place(incoming)
+    upserts, _ = session.changes()
+    return upserts
+
+
+@functools.lru_cache(maxsize=None)
+def real_records() -> tuple[UnionRecord, ...]:
+    """The real MARC21, CNMARC and UNIMARC fixtures as union records (no items: LoC and the
+    others export bibliographic records only)."""
+    table = load_index_table()
+    incomings = [
+        incoming
+        for name, library, limit in REAL_SOURCES
+        for incoming in _contributions(FIXTURES / name, library, limit, None, table)
+    ]
+    return tuple(merge(incomings, table))
+
+
+@functools.lru_cache(maxsize=None)
+def demo_records(count: int = 600, seed: int = 7) -> tuple[UnionRecord, ...]:
+    """`federation demo-data` output for the Guangrao network, read back with holdings."""
+    from federation.rules import load_network
+
+    network = load_network(DEMO_NETWORK)
+    policy = network.to_ingest_policy()
+    table = load_index_table()
+    with tempfile.TemporaryDirectory() as directory:
+        write_demo_data(policy, directory, records=count, seed=seed)
+        incomings = [
+            incoming
+            for path in sorted(Path(directory).glob("*.mrc"))
+            for incoming in _contributions(path, path.stem, None, policy, table)
+        ]
+    return tuple(merge(incomings, table, hub=policy.hub))
+
+
 def corpus_records() -> list[UnionRecord]:
-    """The conformance corpus: handmade + generated (+ real fixtures when extraction exists)."""
-    return handmade_records() + generated_records()
+    """The conformance corpus: handmade, generated, real fixtures and demo data."""
+    return handmade_records() + generated_records() + list(real_records()) + list(demo_records())

@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from indexer.analysis import exact_key, query_words, year_of
+from indexer.analysis import exact_key as _exact_key
 from indexer.analysis import index_tokens as _index_tokens
+from indexer.analysis import query_words, year_of
 from indexer.analysis import query_tokens as _query_tokens
 from indexer.indexes import IndexDefinition, IndexLevel, IndexTable, IndexType
 from indexer.model import Item, UnionRecord
@@ -37,9 +38,20 @@ from indexer.query import (
 )
 
 
-@functools.lru_cache(maxsize=100_000)
+# Caches only: the reference re-evaluates every record for every query.
+@functools.lru_cache(maxsize=200_000)
 def index_tokens(value: str) -> tuple[str, ...]:
     return tuple(_index_tokens(value))
+
+
+@functools.lru_cache(maxsize=200_000)
+def token_set(value: str) -> frozenset[str]:
+    return frozenset(index_tokens(value))
+
+
+@functools.lru_cache(maxsize=200_000)
+def exact_key(value: str) -> str:
+    return _exact_key(value)
 
 
 @functools.lru_cache(maxsize=10_000)
@@ -201,6 +213,8 @@ class Reference:
         if not wanted:
             return bool(values)
         for value in values:
+            if not wanted[0].pattern and wanted[0].text not in token_set(value):
+                continue
             tokens = index_tokens(value)
             starts = [0] if anchor_start else range(len(tokens) - len(wanted) + 1)
             for start in starts:
