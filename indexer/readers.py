@@ -12,7 +12,7 @@ Format (MARC21 / UNIMARC / CNMARC) and encoding are taken as given, else detecte
   Chinese character set in 100$a) is CNMARC. The leader shape decides when fields do not.
 - encoding (ISO 2709 only; XML and JSON are Unicode by construction): MARC21 leader/09 `a` is
   UTF-8, blank is MARC-8; UNIMARC 100$a/26-29 names the character sets (`50` ISO 10646,
-  `20` GB 2312 and its supersets). A record whose bytes contradict the label is decoded with
+  `03` ISO 5426, `20` GB 2312 and its supersets). A record whose bytes contradict the label is decoded with
   the alternative only if that decodes cleanly (the mislabelled MARC-8 records real exports
   contain); otherwise it is an error naming the field and byte. Text is never guessed into
   mojibake: GB18030 is only tried when the label or the format says Chinese, or when given.
@@ -31,6 +31,7 @@ from typing import BinaryIO, Callable, Iterator
 from lxml import etree
 from pymarc import Field, Indicators, Leader, Record, Subfield
 
+from indexer.iso5426 import decode_iso5426
 from indexer.marc8 import decode_marc8
 from indexer.model import MarcFormat
 
@@ -44,11 +45,13 @@ _BETWEEN_RECORDS = b"\r\n\x00 \x1a\x1d"
 UTF8 = "utf-8"
 MARC8 = "marc-8"
 GB18030 = "gb18030"
+ISO5426 = "iso5426"
 
 _ENCODING_ALIASES = {
     "utf8": UTF8, "utf-8": UTF8, "unicode": UTF8,
     "marc8": MARC8, "marc-8": MARC8, "ansel": MARC8,
     "gb18030": GB18030, "gbk": "gbk", "gb2312": "gbk", "cp936": "gbk",
+    "iso5426": ISO5426, "iso-5426": ISO5426, "iso_5426": ISO5426,
 }
 
 
@@ -100,6 +103,8 @@ def normalize_encoding(name: str) -> str:
 def _decoder(encoding: str) -> Callable[[bytes], str]:
     if encoding == MARC8:
         return decode_marc8
+    if encoding == ISO5426:
+        return decode_iso5426
     if encoding == "gbk":
         # GBK data is a subset of GB18030; decoding with the superset reads every GBK export.
         return lambda data: data.decode(GB18030)
@@ -317,6 +322,8 @@ def _split_iso2709(raw: bytes) -> tuple[str, list[_RawField]]:
                 return leader, fields
     if by_directory is not None:
         return leader, by_directory
+    if len(pieces) == len(entries):
+        raise MarcReadError("the directory's field lengths and offsets do not match the fields in the data area")
     raise MarcReadError(
         f"directory lists {len(entries)} fields but the data area holds {len(pieces)}, "
         "and the directory's lengths/offsets do not fit the data"
@@ -436,6 +443,8 @@ def _encoding_candidates(leader: str, fields: list[_RawField], fmt: MarcFormat, 
     charsets = _unimarc_charsets(fields)
     if _chinese_charsets(charsets) or fmt is MarcFormat.CNMARC:
         return [UTF8, GB18030]
+    if "03" in (charsets[0:2], charsets[2:4]):
+        return [UTF8, ISO5426]  # exports converted to UTF-8 often keep the old label
     return [UTF8]
 
 
@@ -477,8 +486,8 @@ def _build_field(field: _RawField, decode: Callable[[bytes], str]) -> Field:
     for chunk in chunks[1:]:
         if chunk and not (0x21 <= chunk[0] <= 0x7E):
             raise MarcReadError(f"field {field.tag}: subfield code 0x{chunk[0]:02x} is not an ASCII letter or digit")
-    if decode is decode_marc8:
-        # MARC-8 escapes are scoped to a subfield: decode each on its own.
+    if decode in (decode_marc8, decode_iso5426):
+        # MARC-8 escapes are scoped to a subfield, and both drop C0 controls: decode each on its own.
         texts = [chr(chunk[0]) + decode(chunk[1:]) if chunk else "" for chunk in chunks[1:]]
     else:
         # In UTF-8 and the GB encodings 0x1F never occurs inside a character: decode once, split after.

@@ -393,3 +393,76 @@ def test_marc8_conversion_agrees_with_yaz_marcdump(tmp_path):
             assert nfc_fields(result.record.as_dict()) == nfc_fields(expected)
             compared += 1
     assert compared == 1 + 23 + 1
+
+
+def iso5426_encode(text: str) -> bytes:
+    """Test-side encoder (diacritic before its letter), checked below against YAZ's decoder."""
+    spacing = {"£": 0xA3, "©": 0xAD, "Æ": 0xE1, "Ø": 0xE9, "Œ": 0xEA, "æ": 0xF1, "ø": 0xF9, "œ": 0xFA, "ß": 0xFB,
+               "«": 0xAB, "»": 0xBB, "’": 0xB9, "‘": 0xA9, "“": 0xAA, "”": 0xBA, "ł": 0xF8, "Ł": 0xE8,
+               "\u0098": 0x88, "\u009c": 0x89}
+    marks = {"\u0300": 0xC1, "\u0301": 0xC2, "\u0302": 0xC3, "\u0303": 0xC4, "\u0308": 0xC8, "\u030a": 0xCA,
+             "\u0327": 0xD0, "\u030c": 0xCF, "\u0328": 0xD3, "\u0306": 0xC6, "\u0304": 0xC5}
+    out = bytearray()
+    for char in text:
+        decomposed = unicodedata.normalize("NFD", char)
+        base, combining = decomposed[0], decomposed[1:]
+        out += bytes(marks[m] for m in combining)
+        out += base.encode("ascii") if base.isascii() else bytes([spacing[base]])
+    return bytes(out)
+
+
+def unimarc_in_iso5426(record: pymarc.Record) -> bytes:
+    """ISO 2709 with every value in ISO 5426 and 100$a/26-29 saying so."""
+    directory, data, offset = b"", b"", 0
+    for field in record.fields:
+        if field.is_control_field():
+            body = iso5426_encode(field.data) + b"\x1e"
+        else:
+            values = []
+            for sub in field.subfields:
+                value = sub.value
+                if field.tag == "100" and sub.code == "a":
+                    value = value[:26] + "03  " + value[30:]
+                values.append(b"\x1f" + sub.code.encode("ascii") + iso5426_encode(value))
+            body = "".join(field.indicators).encode("ascii") + b"".join(values) + b"\x1e"
+        directory += f"{field.tag}{len(body):04d}{offset:05d}".encode("ascii")
+        data += body
+        offset += len(body)
+    base = 24 + len(directory) + 1
+    leader = f"{base + len(data) + 1:05d}{str(record.leader)[5:12]}{base:05d}{str(record.leader)[17:]}"
+    return leader.encode("ascii") + directory + b"\x1e" + data + b"\x1d"
+
+
+def test_unimarc_iso5426_records_are_decoded():
+    encodable = []
+    for result in ours(UNIMARC):
+        try:
+            blob = unimarc_in_iso5426(result.record)
+        except (KeyError, UnicodeEncodeError):
+            continue  # a character the test-side encoder does not know
+        if any(b >= 0x80 for b in blob) and result.record.get_fields("100"):
+            encodable.append((result.record, blob))
+        if len(encodable) == 40:
+            break
+    assert len(encodable) == 40
+    results = ours(io.BytesIO(b"".join(blob for _, blob in encodable)))
+    assert all(r.ok and r.encoding == "iso5426" and r.format is MarcFormat.UNIMARC for r in results)
+    for (original, _), result in zip(encodable, results):
+        got, expected = nfc_fields(result.record.as_dict()), nfc_fields(original.as_dict())
+        assert [f for f in got if "100" not in f] == [f for f in expected if "100" not in f]
+        assert result.record.get_fields("100")[0]["a"][26:28] == "03"
+    # YAZ decodes the same bytes to the same text
+    for (original, _), result in zip(encodable[:10], results):
+        raw_title = iso5426_encode(original.get_fields("200")[0]["a"])
+        yaz = subprocess.run(["yaz-iconv", "-f", "iso5426", "-t", "utf-8"], input=raw_title,
+                             capture_output=True, check=True, timeout=30).stdout
+        assert unicodedata.normalize("NFC", yaz.decode("utf-8")) == result.record.get_fields("200")[0]["a"]
+
+
+def test_iso5426_byte_outside_the_table_is_an_error():
+    record = ours(UNIMARC)[0].record
+    blob = unimarc_in_iso5426(record)
+    at = blob.index(b"\x1fa", int(blob[12:17])) + 2
+    broken = blob[:at] + b"\xe0" + blob[at + 1:]  # 0xE0 is unassigned in ISO 5426
+    (result,) = ours(io.BytesIO(broken))
+    assert result.record is None and "0xe0" in result.error and "iso5426" in result.error
