@@ -472,6 +472,11 @@ class Z3950Server:
         return self._server.sockets[0].getsockname()[1]
 
     @property
+    def sockets(self) -> tuple:
+        """The listening sockets (as `asyncio.Server.sockets`)."""
+        return tuple(self._server.sockets) if self._server is not None else ()
+
+    @property
     def sessions(self) -> int:
         return len(self._tasks)
 
