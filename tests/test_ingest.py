@@ -21,6 +21,7 @@ import pymarc
 import pytest
 from lxml import etree
 
+from es_support import es_store
 from federation.rules import load_network
 from indexer.embedded import EmbeddedStore
 from indexer.extract import control_number
@@ -71,6 +72,19 @@ async def store(tmp_path, table):
     await store.close()
 
 
+@pytest.fixture(params=["embedded", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
+async def any_store(request, tmp_path, table):
+    """Each store kind, for the tests of what the pipeline asks of a store (lookups, refresh)."""
+    if request.param == "embedded":
+        store = EmbeddedStore(tmp_path / "store", table)
+        await store.open()
+        yield store
+        await store.close()
+    else:
+        async with es_store(table) as store:
+            yield store
+
+
 @pytest.fixture(scope="module")
 def loc_records() -> list[pymarc.Record]:
     return [result.record for result in read_records(LOC)]
@@ -97,6 +111,11 @@ class Runner:
 @pytest.fixture
 def run(store, table, policy, tmp_path) -> Runner:
     return Runner(store, table, policy, tmp_path)
+
+
+@pytest.fixture
+def run_any(any_store, table, policy, tmp_path) -> Runner:
+    return Runner(any_store, table, policy, tmp_path)
 
 
 # -- building exports ----------------------------------------------------------------------------
@@ -188,7 +207,7 @@ def xml_record_count(path: Path) -> int:
     ("marc21/stanford-30.utf8.mrc", MarcFormat.MARC21),
     ("cnmarc/dp2_sru_sample_cnmarcxml.iso", MarcFormat.CNMARC),
     ("cnmarc/sample_cnmarcxml.xml", MarcFormat.CNMARC),
-    ("unimarc/periouni-3064.mrc", MarcFormat.UNIMARC),
+    pytest.param("unimarc/periouni-3064.mrc", MarcFormat.UNIMARC, marks=pytest.mark.slow),
     ("idzebra/marc21/sample-marc.gz", MarcFormat.MARC21),
     ("idzebra/marcxml/collection-opera-43.xml.gz", MarcFormat.MARC21),
     ("idzebra/marcxml/collection-2.xml.gz", MarcFormat.MARC21),
@@ -337,7 +356,8 @@ async def test_batch_size_does_not_change_the_catalogue(run, store, two_exports,
 
 
 async def test_full_reingest_of_a_smaller_export_removes_exactly_the_withdrawn_holdings(
-        run, store, two_exports, tmp_path, policy, loc_records):
+        run_any, any_store, two_exports, tmp_path, policy, loc_records):
+    run, store = run_any, any_store
     room, koha = two_exports
     await run([room, koha])
     before = {r.id: r for r in await all_records(store)}
@@ -365,7 +385,8 @@ async def test_full_reingest_of_a_smaller_export_removes_exactly_the_withdrawn_h
     assert await store.find_by_contribution(KOHA_BRANCH, [f"{KOHA_BRANCH}-{n:05d}" for n in range(250, 300)]) == {}
 
 
-async def test_a_deleted_record_withdraws_only_that_record(run, store, two_exports, tmp_path, policy, loc_records):
+async def test_a_deleted_record_withdraws_only_that_record(run_any, any_store, two_exports, tmp_path, policy, loc_records):
+    run, store = run_any, any_store
     room, koha = two_exports
     await run([room, koha])
     before = {r.id: r for r in await all_records(store)}
