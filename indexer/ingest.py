@@ -230,7 +230,7 @@ class Quarantine:
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(path, "a", encoding="utf-8")
+        self._handle = open(path, "w", encoding="utf-8")
 
     def add(self, source: Path, result: ReadResult, library: str, reason: str, source_id: str | None = None) -> None:
         entry = {

@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -496,3 +497,28 @@ def test_cli_fatal_errors_exit_non_zero(tmp_path):
     assert missing.returncode == 1 and "nope.mrc: no such file" in missing.stderr
     unknown = federation("ingest", "--config", str(NETWORK_FILE), "--data-dir", str(tmp_path), "--library", "XX", str(LOC))
     assert unknown.returncode == 1 and "--library XX" in unknown.stderr
+
+
+def test_cli_shows_progress_on_a_terminal_only(tmp_path):
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [str(FEDERATION), "ingest", "--config", str(NETWORK_FILE), "--data-dir", str(tmp_path), str(LOC)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=terminal)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal is gone: the process has exited
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out, _ = process.communicate(timeout=60)
+    finally:
+        os.close(controller)
+    assert process.returncode == 0
+    assert b"386 records" in shown and b"records/s" in shown
+    assert b"records/s," not in out  # the summary on stdout (a pipe) has no progress lines
+    assert "read 386 = added" in out.decode()

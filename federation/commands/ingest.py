@@ -64,16 +64,19 @@ class Progress:
         self.started = time.monotonic()
         self._last = 0.0
 
-    def __call__(self, report: IngestReport) -> None:
+    def __call__(self, report: IngestReport, *, final: bool = False) -> None:
         now = time.monotonic()
-        if not self.enabled or now - self._last < PROGRESS_INTERVAL:
+        if not self.enabled or (now - self._last < PROGRESS_INTERVAL and not final):
             return
         self._last = now
         elapsed = max(now - self.started, 1e-6)
         self.stream.write(f"\r{report.read} records, {report.read / elapsed:.0f} records/s, {report.quarantined} quarantined ")
         self.stream.flush()
 
-    def finish(self) -> None:
+    def finish(self, report: IngestReport | None) -> None:
+        """The last count, and the end of the progress line."""
+        if report is not None:
+            self(report, final=True)
         if self.enabled and self._last:
             self.stream.write("\n")
             self.stream.flush()
@@ -141,10 +144,11 @@ async def _run(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr, enabled=not args.quiet)
     started = time.monotonic()
     store = await open_store(settings, table)
+    report: IngestReport | None = None
     try:
         report = await ingest(args.paths, store, table, policy, options, progress)
     finally:
-        progress.finish()
+        progress.finish(report)
         await store.close()
     write_report(report, report_path)
     if not args.quiet:
