@@ -368,3 +368,41 @@ async def test_idle_connections_are_closed(catalogue):
         await asyncio.sleep(0.6)
         with pytest.raises(P.Z3950Error, match="LACK_OF_ACTIVITY"):
             await client.search("@attr 1=4 a")
+
+
+async def test_gbk_session_sends_text_in_gbk(catalogue):
+    async with running_server(catalogue) as server:
+        async with Z3950Client("127.0.0.1", server.port, database="union", charset="GBK") as client:
+            negotiated = client.init_response.charset_response
+            # Text goes in GBK; ISO 2709 records stay UTF-8 (leader/09 'a'), so not "records in GBK".
+            assert negotiated == P.CharsetResponse("GBK", None, False)
+            assert client.charset == "gbk"
+            found = await client.search("@attr 1=4 图书馆")
+            assert found.count > 0
+            page = await client.present(found.result_set, 1, 1, syntax=P.RecordSyntax.SUTRS.value)
+            assert "图书馆" in page.records[0].record.content
+            scan = await client.scan("@attr 1=4 图书馆", count=3)
+            assert scan.entries[0].term.startswith("图书馆")
+
+
+async def test_gbk_text_is_gbk_on_the_wire(catalogue):
+    from protocols.z3950 import codec
+    from protocols.z3950.pqf import parse_pqf
+    from protocols.z3950.stream import PduReader
+
+    async with running_server(catalogue) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        pdus = PduReader(reader)
+        try:
+            init = P.InitRequest(options=frozenset({P.Option.SEARCH, P.Option.PRESENT, P.Option.NEGOTIATION_MODEL}),
+                                 charset_proposal=P.CharsetProposal(("GBK",), (), True))
+            search = P.SearchRequest(parse_pqf("@attr 1=4 图书馆"), ["union"])
+            present = P.PresentRequest("default", 1, 1, preferred_record_syntax=P.RecordSyntax.SUTRS.value)
+            raw = []
+            for request in (init, search, present):
+                writer.write(codec.encode(request, "gbk"))
+                raw.append(await asyncio.wait_for(pdus.read(), 10))
+        finally:
+            writer.close()
+        assert codec.decode(raw[1]).result_count > 0
+        assert "图书馆".encode("gbk") in raw[2] and "图书馆".encode("utf-8") not in raw[2]
