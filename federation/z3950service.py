@@ -22,6 +22,7 @@ the association is anonymous and allowed unless `require_authentication` is set.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
@@ -203,6 +204,13 @@ class UnionBackend:
         return holdings
 
 
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("union-federation")
+    except importlib.metadata.PackageNotFoundError:
+        return Implementation().version
+
+
 def _brief(marc: dict[str, Any], tags: frozenset[str]) -> dict[str, Any]:
     fields = [f for f in marc.get("fields", []) if isinstance(f, dict) and next(iter(f), "") in tags]
     return {"leader": marc.get("leader", ""), "fields": fields}
@@ -214,11 +222,13 @@ async def start_z3950_server(
     port: int = 2100,
     *,
     limits: ServerLimits = ServerLimits(),
-    implementation: Implementation = Implementation(),
+    implementation: Implementation | None = None,
     require_authentication: bool = False,
 ) -> Z3950Server:
     """Listen for Z39.50 on host:port (port 0: any free port; see `server.port`).
     The caller stops it with `close()` and `await wait_closed()`."""
+    if implementation is None:
+        implementation = Implementation(version=_package_version())
     backend = UnionBackend(service, require_authentication=require_authentication)
     server = Z3950Server(backend, limits=limits, implementation=implementation)
     return await server.start(host, port)
