@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.metadata
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -62,7 +63,7 @@ def test_utf8_negotiation_and_init_options(server):
     assert "Connection accepted by v3 target" in output
     assert "Accepted character set : UTF-8" in output
     assert "Name   : union-federation Z39.50 server" in output
-    assert "Version: 0.1.0" in output
+    assert f"Version: {importlib.metadata.version('union-federation')}" in output
     options = re.search(r"Options: (.*)", output).group(1).split()
     assert {"search", "present", "delSet", "scan", "sort", "namedResultSets", "negotiationModel"} <= set(options)
 
