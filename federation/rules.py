@@ -166,7 +166,7 @@ class StoreSettings:
     kind: str = "embedded"
     path: str | None = None          # embedded: the data directory
     url: str | None = None           # elasticsearch: the cluster URL (credentials may be in it)
-    index_prefix: str = "union"
+    index_prefix: str = ""           # empty: the network id, so networks sharing a cluster stay apart
     flavor: str = "elasticsearch"
 
 
@@ -365,6 +365,8 @@ class Network:
             settings = replace(settings, kind=override_kind)
         if data_dir is not None:
             settings = replace(settings, path=str(data_dir))
+        if not settings.index_prefix:
+            settings = replace(settings, index_prefix=self.id.lower())
         if settings.kind == "embedded" and not settings.path:
             settings = replace(settings, path=str(Path("var") / self.id))
         if settings.kind == "elasticsearch" and not settings.url:
@@ -902,7 +904,7 @@ class _NetworkBuilder:
         if kind == "elasticsearch" and "path" in data:
             self.problem((*path, "path"), "'path' applies to the embedded store, not 'elasticsearch'", at_key=True)
         return StoreSettings(kind=kind or "embedded", path=store_path, url=url,
-                             index_prefix=prefix or "union", flavor=flavor or "elasticsearch")
+                             index_prefix=prefix or "", flavor=flavor or "elasticsearch")
 
     def targets(self, value: Any, libraries: dict[str, Library], outside_members: set[str]) -> list[Target]:
         path: KeyPath = ("targets",)

@@ -139,7 +139,7 @@ def test_store_settings_from_file_environment_and_command_line(tmp_path: Path) -
     assert network.store_settings({}).path == "var/gaoming"
     assert network.store_settings({}, data_dir=tmp_path).path == str(tmp_path)
     es = network.store_settings({"ELASTICSEARCH_URL": "http://127.0.0.1:9200", "ELASTICSEARCH_FLAVOR": "opensearch"})
-    assert (es.kind, es.url, es.flavor, es.index_prefix) == ("elasticsearch", "http://127.0.0.1:9200", "opensearch", "union")
+    assert (es.kind, es.url, es.flavor, es.index_prefix) == ("elasticsearch", "http://127.0.0.1:9200", "opensearch", "gaoming")
     forced = network.store_settings({"ELASTICSEARCH_URL": "http://127.0.0.1:9200"}, override_kind="embedded")
     assert forced.kind == "embedded"
     with pytest.raises(ValueError, match="ELASTICSEARCH_URL"):
