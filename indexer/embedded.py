@@ -162,6 +162,27 @@ def facet_value(definition: IndexDefinition, value: str) -> str | None:
     return value
 
 
+class _ValueAnalysis:
+    """exact_key and index_tokens of one record's values, each made once: copy_from indexes
+    (`anywhere`) repeat most values of the record."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, str] = {}
+        self._tokens: dict[str, list[str]] = {}
+
+    def key(self, value: str) -> str:
+        key = self._keys.get(value)
+        if key is None:
+            key = self._keys[value] = exact_key(value)
+        return key
+
+    def tokens(self, value: str) -> list[str]:
+        tokens = self._tokens.get(value)
+        if tokens is None:
+            tokens = self._tokens[value] = index_tokens(value)
+        return tokens
+
+
 @dataclass
 class _Rows:
     """The index rows of one record, ready for executemany."""
@@ -638,9 +659,10 @@ class EmbeddedStore(Store):
     # -- write path -------------------------------------------------------------------------
     def _index_rows(self, rid: int, record: UnionRecord, item_ids: list[int]) -> _Rows:
         rows = _Rows([], [], [], [])
+        analysed = _ValueAnalysis()
         for definition in self.table.record_indexes():
             values = record_values(record, definition)
-            self._value_rows(rows, definition, values, rid, 0)
+            self._value_rows(rows, definition, values, rid, 0, analysed)
             if definition.facet:
                 for value in dict.fromkeys(f for f in (facet_value(definition, v) for v in values) if f is not None):
                     rows.facets.append((definition.name, value, rid))
@@ -659,7 +681,7 @@ class EmbeddedStore(Store):
                 value = item_value(item, definition)
                 if value is None:
                     continue
-                self._value_rows(rows, definition, [value], rid, item_id)
+                self._value_rows(rows, definition, [value], rid, item_id, analysed)
                 if definition.facet:
                     facet = facet_value(definition, value)
                     if facet is not None:
@@ -668,14 +690,22 @@ class EmbeddedStore(Store):
         return rows
 
     @staticmethod
-    def _value_rows(rows: _Rows, definition: IndexDefinition, values: list[str], rid: int, item: int) -> None:
+    def _value_rows(
+        rows: _Rows,
+        definition: IndexDefinition,
+        values: list[str],
+        rid: int,
+        item: int,
+        analysed: "_ValueAnalysis",
+    ) -> None:
         if definition.numeric:
             numbers = dict.fromkeys(n for n in (numeric_value(definition, v) for v in values) if n is not None)
             rows.vals.extend((definition.name, None, n, rid, item, vord, 0) for vord, n in enumerate(numbers))
             return
+        text = definition.type is IndexType.TEXT
         for vord, value in enumerate(values):
-            tokens = index_tokens(value) if definition.type is IndexType.TEXT else []
-            rows.vals.append((definition.name, exact_key(value), None, rid, item, vord, len(tokens)))
+            tokens = analysed.tokens(value) if text else []
+            rows.vals.append((definition.name, analysed.key(value), None, rid, item, vord, len(tokens)))
             rows.toks.extend((definition.name, token, rid, item, vord, pos) for pos, token in enumerate(tokens))
 
     def _insert_rows(self, connection: sqlite3.Connection, rid: int, record: UnionRecord) -> None:
