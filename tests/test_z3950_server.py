@@ -408,3 +408,12 @@ async def test_gbk_text_is_gbk_on_the_wire(catalogue):
             writer.close()
         assert codec.decode(raw[1]).result_count > 0
         assert "图书馆".encode("gbk") in raw[2] and "图书馆".encode("utf-8") not in raw[2]
+
+
+async def test_client_sees_the_rejection_diagnostic(catalogue):
+    async with running_server(catalogue) as server:
+        client = Z3950Client("127.0.0.1", server.port, database="union",
+                             authentication=P.Authentication(open="GR/wrong"))
+        with pytest.raises(P.Z3950Error, match="rejected") as error:
+            await client.connect()
+        assert error.value.diagnostic == P.Diagnostic(1011, "bad user id or password")
