@@ -509,7 +509,7 @@ _FORMAT_HINTS = {"marc21": MarcFormat.MARC21, "unimarc": MarcFormat.UNIMARC, "cn
 
 
 def _local(tag: object) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def _read_xml(stream: BinaryIO, fmt: MarcFormat | None) -> Iterator[ReadResult]:
@@ -517,10 +517,12 @@ def _read_xml(stream: BinaryIO, fmt: MarcFormat | None) -> Iterator[ReadResult]:
     declared = _XML_ENCODING.match(head)
     encoding = declared.group(1).decode("ascii").lower() if declared else UTF8
     position = 0
-    context = etree.iterparse(stream, events=("end",), huge_tree=True, remove_comments=True, resolve_entities=False)
+    context = etree.iterparse(stream, events=("end",), tag="{*}record", huge_tree=True, remove_comments=True,
+                              resolve_entities=False, no_network=True)
     try:
         for _event, element in context:
-            if _local(element.tag) != "record" or not _is_marc_record_element(element):
+            if not _is_marc_record_element(element):
+                _free(element)  # a wrapper (an SRU record around recordData): its MARC record is done
                 continue
             position += 1
             raw = etree.tostring(element, encoding="utf-8")
@@ -531,14 +533,19 @@ def _read_xml(stream: BinaryIO, fmt: MarcFormat | None) -> Iterator[ReadResult]:
                 yield ReadResult(record, detected, encoding, position, line, raw)
             except MarcReadError as error:
                 yield ReadResult(None, fmt, encoding, position, line, raw, str(error))
-            element.clear(keep_tail=False)
-            parent = element.getparent()
-            if parent is not None:
-                while element.getprevious() is not None:
-                    del parent[0]
+            _free(element)
     except etree.XMLSyntaxError as error:
         # Not resumable: report the rest of the document as one unreadable piece.
         yield ReadResult(None, fmt, encoding, position + 1, error.lineno or 0, b"", f"XML syntax error: {error}")
+
+
+def _free(element: etree._Element) -> None:
+    """Drop a finished element and the finished siblings before it, so memory stays flat."""
+    element.clear(keep_tail=False)
+    parent = element.getparent()
+    if parent is not None:
+        while element.getprevious() is not None:
+            del parent[0]
 
 
 def _is_marc_record_element(element: etree._Element) -> bool:

@@ -466,3 +466,35 @@ def test_iso5426_byte_outside_the_table_is_an_error():
     broken = blob[:at] + b"\xe0" + blob[at + 1:]  # 0xE0 is unassigned in ISO 5426
     (result,) = ours(io.BytesIO(broken))
     assert result.record is None and "0xe0" in result.error and "iso5426" in result.error
+
+
+def test_sru_response_stream_memory_stays_flat():
+    """A long SRU response (the served CNMARC-XML, its records repeated) is read record by record."""
+    text = CNMARC_XML.read_bytes()
+    head, _, rest = text.partition(b"<records>")
+    body, _, tail = rest.partition(b"</records>")
+    repeats = 40
+    document = head + b"<records>" + body * repeats + b"</records>" + tail
+
+    class Chunked(io.RawIOBase):
+        def __init__(self):
+            self.position = 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            chunk = document[self.position:self.position + min(len(buffer), 8192)]
+            buffer[: len(chunk)] = chunk
+            self.position += len(chunk)
+            return len(chunk)
+
+    tracemalloc.start()
+    count = 0
+    for result in read_records(Chunked()):
+        assert result.ok and result.format is MarcFormat.CNMARC
+        count += 1
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 10 * repeats
+    assert peak < len(document) // 4
