@@ -128,7 +128,14 @@ def extract_items(
     source_record = control_number(record) or ""
     result = HoldingsResult()
     seen_barcodes: set[str] = set()
-    for number, holding in enumerate(record.get_fields(mapping.tag), start=1):
+    holdings_fields = record.get_fields(mapping.tag)
+    if not holdings_fields:
+        others = sorted({f.tag for f in record.fields if f.tag in STANDARD_LAYOUTS and not f.is_control_field()})
+        if others:
+            result.problems.append(
+                f"the record has holdings in {', '.join(others)} but {library.code}'s layout reads {mapping.tag}: "
+                "no items taken (check the library's holdings mapping)")
+    for number, holding in enumerate(holdings_fields, start=1):
         if holding.is_control_field():
             continue
         where = f"{mapping.tag} #{number}"

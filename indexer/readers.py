@@ -97,7 +97,7 @@ def normalize_encoding(name: str) -> str:
     try:
         return codecs.lookup(lowered).name
     except LookupError:
-        raise ValueError(f"unknown character encoding {name!r} (use utf-8, marc-8, gbk or gb18030)") from None
+        raise ValueError(f"unknown character encoding {name!r} (use utf-8, marc-8, gbk, gb18030 or iso5426)") from None
 
 
 def _decoder(encoding: str) -> Callable[[bytes], str]:
@@ -358,10 +358,6 @@ def _unimarc_charsets(fields: list[_RawField]) -> str:
                 if chunk[:1] == b"a":
                     return chunk[1:][26:30].decode("ascii", "replace")
     return ""
-
-
-def _has_tag(fields: list[_RawField], tag: str) -> bool:
-    return any(f.tag == tag for f in fields)
 
 
 def detect_format_from_tags(tags: set[str], leader: str, unimarc_100a: str | None, marc21_008: str | None,

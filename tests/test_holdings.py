@@ -202,3 +202,11 @@ def test_status_words_and_unrecognised_status(policy):
     result = extract_items(record, MarcFormat.CNMARC, library, policy)
     assert result.items[0].availability is Availability.UNKNOWN and result.items[0].status == "frobnicated"
     assert "not recognised" in result.problems[0]
+
+
+def test_holdings_in_another_layout_are_reported_not_silently_ignored(policy):
+    hub = policy.libraries["GR"]  # reads 905
+    record = record_with("852", [("b", "GR"), ("p", "GR00000003")])
+    result = extract_items(record, MarcFormat.MARC21, hub, policy)
+    assert result.items == []
+    assert "852" in result.problems[0] and "reads 905" in result.problems[0]
