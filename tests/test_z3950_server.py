@@ -417,3 +417,15 @@ async def test_client_sees_the_rejection_diagnostic(catalogue):
         with pytest.raises(P.Z3950Error, match="rejected") as error:
             await client.connect()
         assert error.value.diagnostic == P.Diagnostic(1011, "bad user id or password")
+
+
+async def test_shutdown_tells_connected_clients(catalogue):
+    async with running_server(catalogue) as server:
+        client = Z3950Client("127.0.0.1", server.port, database="union", timeout=5)
+        await client.connect()
+        assert (await client.search("@attr 1=4 图书馆")).count > 0
+        server.close()
+        await server.wait_closed()
+        assert server.sessions == 0
+        with pytest.raises(P.Z3950Error, match="SHUTDOWN|closed"):
+            await client.search("@attr 1=4 图书馆")

@@ -165,6 +165,13 @@ class Session:
                 pass
         except (ConnectionError, OSError) as error:
             log.info("z39.50 %s: connection lost: %s", self.info.peer, error)
+        except asyncio.CancelledError:
+            # The server is shutting down: say so, without waiting for a slow reader.
+            try:
+                self.writer.write(codec.encode(P.Close(P.CloseReason.SHUTDOWN), self.info.charset))
+            except (ConnectionError, OSError, RuntimeError):
+                pass
+            raise
         finally:
             self.writer.close()
             try:
@@ -183,7 +190,11 @@ class Session:
 
     async def _send(self, pdu: P.Pdu) -> None:
         self.writer.write(codec.encode(pdu, self.info.charset))
-        await self.writer.drain()
+        try:
+            # A client that stops reading is as idle as one that stops writing.
+            await asyncio.wait_for(self.writer.drain(), self.limits.idle_timeout)
+        except asyncio.TimeoutError:
+            raise ConnectionError(f"the client read nothing for {self.limits.idle_timeout:g} s") from None
 
     async def _dispatch(self, request: P.Pdu) -> bool:
         if isinstance(request, P.InitRequest):
