@@ -620,3 +620,49 @@ def test_stats_command(catalogue: Catalogue, network: Network, tmp_path: Path) -
                      text.stdout, re.M)
     empty = _federation("stats", "--config", str(GUANGRAO), "--data-dir", str(tmp_path / "nothing"))
     assert empty.returncode == 1 and "no catalogue at" in empty.stderr
+
+
+async def test_gaoming_joint_network_cards_and_availability(tmp_path: Path) -> None:
+    """The Foshan joint library: a card of the city library is honoured in Gaoming."""
+    gaoming = load_network(ROOT / "config" / "networks" / "gaoming.yaml")
+    table = load_index_table()
+    policy = gaoming.to_ingest_policy()
+    write_demo_data(policy, tmp_path / "demo", records=60, seed=3)
+    store = EmbeddedStore(tmp_path / "store", table)
+    await store.open()
+    report = await ingest(sorted((tmp_path / "demo").glob("*.mrc")), store, table, policy,
+                          IngestOptions(quarantine_path=tmp_path / "quarantine.jsonl"))
+    assert report.reconciled and report.quarantined == 0
+    runner = web.AppRunner(create_app(SearchService(gaoming, table, store)))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with ClientSession() as http:
+            api = Running(f"http://{host}:{port}{API_PREFIX}", f"http://{host}:{port}", http,
+                          SearchService(gaoming, table, store), tmp_path / "store")
+            card = await api.get("/cards/44060500000001")
+            assert (card["library"], card["joint_network"], card["honoured"]) == ("FS-NH", "foshan", True)
+            libraries = await api.get("/libraries")
+            assert libraries["joint_networks"][0]["participants"] == sorted(gaoming.libraries)
+            found = await api.get("/search", cql="net.library=GM", limit="1")
+            record_id = found["records"][0]["id"]
+            visitor = await api.get(f"/records/{record_id}/availability", card="44060500000001")
+            assert visitor["reader"]["joint_network"] == "foshan" and visitor["reader"]["pickup"] is None
+            assert {v["verdict"] for v in visitor["items"]} <= {"visit_to_borrow", "not_available", "in_library_use_only"}
+            at_hub = await api.get(f"/records/{record_id}/availability", card="44060500000001", library="GM")
+            hub_copies = [v for v in at_hub["items"] if v["library"] == "GM" and v["verdict"] != "in_library_use_only"
+                          and v["availability"] == "available"]
+            assert hub_copies and {v["rule"] for v in hub_copies} == {"joint_networks.foshan.shared_cards"}
+            service_points = await api.get("/search", cql="net.tier=service_point and net.availability=available",
+                                           limit="1")
+            assert service_points["total"] > 0
+            answer = await api.get(f"/records/{service_points['records'][0]['id']}/availability",
+                                   card="44060803000001")
+            verdicts = {(v["verdict"], v["rule"]) for v in answer["items"] if v["tier"] == "service_point"
+                        and v["availability"] == "available"}
+            assert verdicts == {("visit_to_borrow", "rules.circulation.lending_tiers")}
+    finally:
+        await runner.cleanup()
+        await store.close()
