@@ -429,3 +429,14 @@ async def test_shutdown_tells_connected_clients(catalogue):
         assert server.sessions == 0
         with pytest.raises(P.Z3950Error, match="SHUTDOWN|closed"):
             await client.search("@attr 1=4 图书馆")
+
+
+def test_zoomsh_piggyback_needs_no_present(server):
+    done = zoomsh(server, ["search @attr 1=4 geography", "show 0 2"],
+                  settings=("set charset UTF-8", "set apdulog 1", "set count 2", "set preferredRecordSyntax usmarc"))
+    assert done.returncode == 0, done.stderr
+    log = done.stdout + done.stderr
+    assert "mediumSetPresentNumber 2" in log
+    assert re.search(r"searchResponse \{[^}]*numberOfRecordsReturned 2", log)
+    assert "presentRequest" not in log
+    assert done.stdout.count("syntax=USmarc") == 2
