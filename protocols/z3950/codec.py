@@ -32,6 +32,11 @@ def _spec() -> Any:
     return asn1tools.compile_files(str(ASN1_MODULE), "ber")
 
 
+def prepare() -> None:
+    """Compile the ASN.1 module now (a few hundred ms) rather than on the first PDU."""
+    _spec()
+
+
 # -- strings ------------------------------------------------------------------------------
 
 def decode_text(data: bytes | bytearray | None, charset: str = "utf-8") -> str | None:

@@ -473,6 +473,7 @@ class Z3950Server:
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self, host: str = "127.0.0.1", port: int = 2100) -> "Z3950Server":
+        codec.prepare()
         self._server = await asyncio.start_server(self._accept, host, port)
         return self
 
