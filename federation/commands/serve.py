@@ -32,7 +32,7 @@ HELP = "serve the union catalogue over SRU (and Z39.50)"
 
 EXAMPLE_QUERIES = (
     ("1.2", "dc.title=图书馆"),
-    ("2.0", 'dc.creator any "鲁迅 巴金" sortBy dc.date/sort.descending'),
+    ("2.0", 'dc.subject any "图书馆学 蔬菜" sortBy dc.date/sort.descending'),
     ("1.1", "net.library=%(hub)s and net.availability=available"),
 )
 
