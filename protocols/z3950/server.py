@@ -165,6 +165,14 @@ class Session:
                 pass
         except (ConnectionError, OSError) as error:
             log.info("z39.50 %s: connection lost: %s", self.info.peer, error)
+        except Exception:
+            # A fault of ours (a response that will not encode, a bug): this session ends
+            # with a Close saying so; the server and other sessions carry on.
+            log.exception("z39.50 %s: session failed", self.info.peer)
+            try:
+                await self._send(P.Close(P.CloseReason.SYSTEM_PROBLEM, "internal error"))
+            except Exception:
+                pass
         except asyncio.CancelledError:
             # The server is shutting down: say so, without waiting for a slow reader.
             try:
