@@ -383,6 +383,16 @@ class _Candidate:
 _Prepared = _Quarantined | _Withdrawal | _Candidate
 
 
+def unicode_leader(leader: str, fmt: MarcFormat) -> str:
+    """The leader of a record as stored: decoded, so in Unicode whatever the export's encoding.
+    MARC21 leader/09 says so (`a`); UNIMARC leaves the position undefined (blank; the character
+    sets are in 100$a). The same record in UTF-8, MARC-8 or GB18030 is then the same contribution."""
+    if len(leader) < 10:
+        return leader
+    coding = "a" if fmt is MarcFormat.MARC21 else " "
+    return leader[:9] + coding + leader[10:]
+
+
 def fallback_source_id(record: Record) -> str:
     """An id for a record without a control number: a hash of its content (stable across
     re-ingests of the same record; a changed record is a new contribution)."""
@@ -438,6 +448,7 @@ class _Preparer:
                 if owner is not None:
                     item.tier = owner.tier
         marc = record.as_dict()
+        marc["leader"] = unicode_leader(marc["leader"], fmt)
         contribution = Contribution(
             library=library.code,
             source_id=source_id,

@@ -23,11 +23,13 @@ import pytest
 from lxml import etree
 
 from es_support import es_store
+from test_readers import iso2709
 from federation.rules import load_network
 from indexer.embedded import EmbeddedStore
 from indexer.extract import control_number
 from indexer.indexes import load_index_table
-from indexer.ingest import REPORT_KEYS, IngestOptions, IngestReport, fallback_source_id, ingest, read_quarantine
+from indexer.ingest import (
+    REPORT_KEYS, IngestOptions, IngestReport, fallback_source_id, ingest, read_quarantine, unicode_leader)
 from indexer.model import MarcFormat, UnionRecord
 from indexer.policy import BarcodePolicy, IngestPolicy, LibraryPolicy, NumberRange
 from indexer.readers import read_records
@@ -246,7 +248,9 @@ async def test_real_files_reconcile_and_every_record_is_findable(run, store, any
     assert (await store.stats()).records == len(stored)
     for source_id, record in records.items():
         contribution = next(c for c in stored[found[source_id]].contributions if c.source_id == source_id)
-        assert contribution.marc == record.as_dict()
+        expected_marc = record.as_dict()
+        expected_marc["leader"] = unicode_leader(expected_marc["leader"], expected_format)
+        assert contribution.marc == expected_marc
         assert contribution.format is expected_format
     # Every record is either its own union record's master or merged into one: none lost.
     assert sum(len(r.contributions) for r in stored.values()) == len(records)
@@ -254,6 +258,24 @@ async def test_real_files_reconcile_and_every_record_is_findable(run, store, any
     again = await run([path], any_format_policy)
     assert (again.read, again.unchanged, again.quarantined) == (expected, expected - repeated_different, repeated_different)
     assert await store.find_by_contribution("GR", sorted(records)) == found
+
+
+async def test_the_same_cnmarc_records_in_gb18030_and_as_served_in_cnmarc_xml_are_unchanged(run, store, tmp_path):
+    """The dp2 CNMARC records as UTF-8 ISO 2709, re-encoded to GB18030, and in the CNMARC-XML
+    of the SRU response: one catalogue, whatever the encoding and serialization."""
+    utf8 = FIXTURES / "cnmarc" / "dp2_sru_sample_cnmarcxml.iso"
+    originals = [r.record for r in read_records(utf8)]
+    gb18030 = tmp_path / "dp2.gb18030.iso"
+    gb18030.write_bytes(b"".join(iso2709(record, "gb18030") for record in originals))
+    first = await run([utf8])
+    assert (first.read, first.added + first.merged) == (10, 10)
+    ids = await store.find_by_contribution("GR", [control_number(r) for r in originals])
+    assert len(ids) == 10
+    for path, options in ((gb18030, {"encoding": "gb18030"}), (gb18030, {}),
+                          (FIXTURES / "cnmarc" / "sample_cnmarcxml.xml", {})):
+        again = await run([path], **options)
+        assert (again.read, again.unchanged) == (10, 10), (path, options)
+    assert await store.find_by_contribution("GR", [control_number(r) for r in originals]) == ids
 
 
 @pytest.mark.parametrize("relative, reason", [
