@@ -158,12 +158,19 @@ def parse_csv(text: str, source: str) -> list[tuple[int, ItemStatusUpdate]]:
     """A CSV export with a header row naming the columns (barcode and status required;
     due_date and location optional, in any order); (line number, update) per row. Empty cells
     are absent values, blank lines are skipped."""
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), strict=True)
     problems: list[str] = []
     header: list[str] | None = None
     checked: list[tuple[str, ItemStatusUpdate]] = []
     lines: list[int] = []
-    for row in reader:
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            raise StatusInputError([*problems, f"{source}:{reader.line_num}: not CSV: {error}"]) from None
         line = reader.line_num
         if not any(cell.strip() for cell in row):
             continue

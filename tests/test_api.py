@@ -22,11 +22,13 @@ from typing import Any, AsyncIterator
 import pymarc
 import pytest
 from aiohttp import ClientSession, web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from federation.api import API_PREFIX, ROUTES
 from federation.app import create_app
-from federation.itemstatus import MAX_BATCH_ITEMS
+from federation.itemstatus import FIELDS, MAX_BATCH_ITEMS, STATUS_VALUES, StatusInputError, parse_batch, parse_csv
 from federation.rules import Network, load_network
 from federation.search import SearchService
 from federation.z3950service import start_z3950_server
@@ -666,3 +668,40 @@ async def test_gaoming_joint_network_cards_and_availability(tmp_path: Path) -> N
     finally:
         await runner.cleanup()
         await store.close()
+
+
+# -- robustness of the input checks -----------------------------------------------------------------
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+_entries = st.dictionaries(
+    st.sampled_from((*FIELDS, "colour")),
+    _json_values | st.sampled_from(STATUS_VALUES) | st.dates().map(str) | st.from_regex(r"GR\d{8}", fullmatch=True),
+    max_size=5,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(_json_values, st.fixed_dictionaries({"items": st.lists(_entries | _json_values, max_size=6)})))
+def test_any_json_batch_is_either_valid_or_a_list_of_problems(payload: Any) -> None:
+    try:
+        updates = parse_batch(payload)
+    except StatusInputError as error:
+        assert error.problems and all(isinstance(p, str) and p for p in error.problems)
+    else:
+        assert len(updates) == len(payload["items"]) > 0
+        assert len({u.barcode for u in updates}) == len(updates)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.sampled_from('barcode,status,due_date,location"\n\r\x00 GR0123on_la-é'), max_size=80))
+def test_any_csv_is_either_valid_or_a_list_of_problems(text: str) -> None:
+    try:
+        rows = parse_csv(text, "in.csv")
+    except StatusInputError as error:
+        assert error.problems and all(p.startswith("in.csv") for p in error.problems)
+    else:
+        assert all(line >= 2 for line, _ in rows)
