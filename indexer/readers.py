@@ -15,7 +15,8 @@ Format (MARC21 / UNIMARC / CNMARC) and encoding are taken as given, else detecte
   `03` ISO 5426, `20` GB 2312 and its supersets). A record whose bytes contradict the label is decoded with
   the alternative only if that decodes cleanly (the mislabelled MARC-8 records real exports
   contain); otherwise it is an error naming the field and byte. Text is never guessed into
-  mojibake: GB18030 is only tried when the label or the format says Chinese, or when given.
+  mojibake: GB18030 is only tried when the label, the format or (MARC21) the language says
+  Chinese, or when given.
 """
 from __future__ import annotations
 
@@ -434,7 +435,12 @@ def _encoding_candidates(leader: str, fields: list[_RawField], fmt: MarcFormat, 
         if leader[9] == "a" or not all(f.data.isascii() for f in fields):
             # Non-ASCII MARC-8 text is practically never valid UTF-8, so a record that decodes
             # as UTF-8 is UTF-8 even when leader/09 is blank (a common export mistake).
-            return [UTF8, MARC8]
+            candidates = [UTF8, MARC8]
+            if _marc21_language(fields) in _CJK_LANGUAGES:
+                # Without escapes MARC-8 has no CJK, so Chinese text that is neither UTF-8 nor
+                # MARC-8 (romanization with diacritics) is a GBK/GB18030 export.
+                candidates.append(GB18030)
+            return candidates
         return [MARC8]
     charsets = _unimarc_charsets(fields)
     if _chinese_charsets(charsets) or fmt is MarcFormat.CNMARC:
@@ -442,6 +448,16 @@ def _encoding_candidates(leader: str, fields: list[_RawField], fmt: MarcFormat, 
     if "03" in (charsets[0:2], charsets[2:4]):
         return [UTF8, ISO5426]  # exports converted to UTF-8 often keep the old label
     return [UTF8]
+
+
+_CJK_LANGUAGES = frozenset({"chi", "zho"})
+
+
+def _marc21_language(fields: list[_RawField]) -> str:
+    for field in fields:
+        if field.tag == "008":
+            return field.data[35:38].decode("ascii", "replace")
+    return ""
 
 
 class _FieldDecodeError(Exception):

@@ -141,7 +141,7 @@ def test_cnmarc_reencoded_to_gb18030_is_detected_and_decoded():
 
 def test_gb18030_without_a_chinese_label_is_an_error_not_mojibake():
     record = ours(CNMARC_ISO)[0].record
-    record.fields = [f for f in record.fields if f.tag not in ("100", "690", "905", "906", "801")]
+    record.fields = [f for f in record.fields if f.tag not in ("100", "102", "690", "905", "906", "801")]
     (result,) = ours(io.BytesIO(iso2709(record, "gb18030")))
     assert result.record is None
     assert "cannot decode" in result.error and "utf-8" in result.error
@@ -498,3 +498,18 @@ def test_sru_response_stream_memory_stays_flat():
     tracemalloc.stop()
     assert count == 10 * repeats
     assert peak < len(document) // 4
+
+
+def test_marc21_chinese_export_in_gb18030():
+    """A MARC21 export from a Chinese system: GB18030 bytes, leader/09 blank, language chi."""
+    (cjk,) = ours(FIXTURES / "marc21" / "oclc-cjk-880.utf8.mrc")
+    record = cjk.record
+    record.leader = pymarc.Leader(str(record.leader)[:9] + " " + str(record.leader)[10:])
+    blob = iso2709(record, "gb18030")
+    (result,) = ours(io.BytesIO(blob))
+    assert result.ok and result.encoding == "gb18030" and result.format is MarcFormat.MARC21
+    assert result.record.as_dict()["fields"] == cjk.record.as_dict()["fields"]
+    # the same bytes, language not Chinese: no guessing, an error naming the field
+    record.get_fields("008")[0].data = record["008"].data[:35] + "eng" + record["008"].data[38:]
+    (refused,) = ours(io.BytesIO(iso2709(record, "gb18030")))
+    assert refused.record is None and "marc-8" in refused.error and "utf-8" in refused.error
