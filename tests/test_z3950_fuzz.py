@@ -214,3 +214,54 @@ async def test_mutated_and_random_pdus_leave_other_sessions_working(catalogue):
             assert (await fresh.search("@attr 1=4 geography")).count == before.count
         await asyncio.sleep(0.1)
         assert server.sessions == 0
+
+
+class FailingBackend:
+    """A backend whose storage fails in every way a real one can (the server must contain it)."""
+
+    def record_syntaxes(self):
+        return (P.RecordSyntax.USMARC.value,)
+
+    async def authenticate(self, authentication, peer):
+        return True
+
+    async def search(self, databases, query, result_sets, session):
+        if isinstance(query.root, P.AttrTerm) and query.root.term == "ok":
+            return Sized(3)
+        raise RuntimeError("the store went away")
+
+    async def present(self, result_set, start, count, syntax, element_set, session):
+        raise OSError("disk failure")
+
+    async def scan(self, databases, attributes, attribute_set, term, count, position, session):
+        raise ValueError("bad index")
+
+    async def sort(self, result_set, keys, session):
+        raise KeyError("sort")
+
+
+class Sized:
+    def __init__(self, size: int):
+        self.size = size
+
+
+async def test_backend_failures_are_diagnostics_and_the_session_continues():
+    from protocols.z3950.server import Z3950Server
+
+    server = await Z3950Server(FailingBackend()).start("127.0.0.1", 0)
+    try:
+        async with Z3950Client("127.0.0.1", server.port, database="db") as client:
+            failed = await client.search("@attr 1=4 x")
+            assert failed.diagnostics == [P.Diagnostic(2, "RuntimeError")]
+            found = await client.search("@attr 1=4 ok")
+            assert found.count == 3
+            page = await client.present(found.result_set, 1, 1)
+            assert page.present_status is P.PresentStatus.FAILURE and page.diagnostics[0].code == 2
+            scan = await client.scan("@attr 1=4 x")
+            assert scan.status is P.ScanStatus.FAILURE and scan.diagnostics[0].code == 2
+            sort = await client.sort([found.result_set], "s", [P.SortKeySpec((P.Attribute(1, 4),))])
+            assert sort.status is P.SortStatus.FAILURE and sort.diagnostics[0].code == 2
+            assert (await client.search("@attr 1=4 ok")).count == 3
+    finally:
+        server.close()
+        await server.wait_closed()
