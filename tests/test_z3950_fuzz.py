@@ -216,52 +216,33 @@ async def test_mutated_and_random_pdus_leave_other_sessions_working(catalogue):
         assert server.sessions == 0
 
 
-class FailingBackend:
-    """A backend whose storage fails in every way a real one can (the server must contain it)."""
 
-    def record_syntaxes(self):
-        return (P.RecordSyntax.USMARC.value,)
+async def test_store_failures_are_diagnostics_and_the_session_continues(catalogue):
+    from federation.rules import load_network
+    from federation.search import SearchService
+    from federation.z3950service import start_z3950_server
+    from indexer.embedded import EmbeddedStore
+    from indexer.indexes import load_index_table
+    from sru_support import NETWORK
 
-    async def authenticate(self, authentication, peer):
-        return True
-
-    async def search(self, databases, query, result_sets, session):
-        if isinstance(query.root, P.AttrTerm) and query.root.term == "ok":
-            return Sized(3)
-        raise RuntimeError("the store went away")
-
-    async def present(self, result_set, start, count, syntax, element_set, session):
-        raise OSError("disk failure")
-
-    async def scan(self, databases, attributes, attribute_set, term, count, position, session):
-        raise ValueError("bad index")
-
-    async def sort(self, result_set, keys, session):
-        raise KeyError("sort")
-
-
-class Sized:
-    def __init__(self, size: int):
-        self.size = size
-
-
-async def test_backend_failures_are_diagnostics_and_the_session_continues():
-    from protocols.z3950.server import Z3950Server
-
-    server = await Z3950Server(FailingBackend()).start("127.0.0.1", 0)
+    table = load_index_table()
+    store = EmbeddedStore(catalogue.store_dir, table)
+    await store.open()
+    server = await start_z3950_server(SearchService(load_network(NETWORK), table, store), "127.0.0.1", 0)
     try:
-        async with Z3950Client("127.0.0.1", server.port, database="db") as client:
-            failed = await client.search("@attr 1=4 x")
-            assert failed.diagnostics == [P.Diagnostic(2, "RuntimeError")]
-            found = await client.search("@attr 1=4 ok")
-            assert found.count == 3
-            page = await client.present(found.result_set, 1, 1)
+        async with Z3950Client("127.0.0.1", server.port, database="union") as client:
+            found = await client.search("@attr 1=4 geography", result_set="a")
+            assert found.count > 0
+            await store.close()  # the catalogue goes away under a live session
+            failed = await client.search("@attr 1=4 geography", result_set="b")
+            assert failed.count == 0 and failed.diagnostics[0].code == 2
+            page = await client.present("a", 1, 1)
             assert page.present_status is P.PresentStatus.FAILURE and page.diagnostics[0].code == 2
-            scan = await client.scan("@attr 1=4 x")
+            scan = await client.scan("@attr 1=4 geography")
             assert scan.status is P.ScanStatus.FAILURE and scan.diagnostics[0].code == 2
-            sort = await client.sort([found.result_set], "s", [P.SortKeySpec((P.Attribute(1, 4),))])
-            assert sort.status is P.SortStatus.FAILURE and sort.diagnostics[0].code == 2
-            assert (await client.search("@attr 1=4 ok")).count == 3
+            deleted = await client.delete_result_sets(["a"])
+            assert deleted.status is P.DeleteSetStatus.SUCCESS
     finally:
         server.close()
         await server.wait_closed()
+        await store.close()
