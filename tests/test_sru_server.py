@@ -184,8 +184,11 @@ def test_post_form(server, inputs):
     expected = len({r.work for r in inputs if "图书馆" in r.title})
     answer = sru(server, {"version": "1.1", "operation": "searchRetrieve", "query": "dc.title=图书馆"}, post=True)
     assert answer.status == 200 and count(answer.xml) == expected
-    soap = fetch(f"{server.base}/union", b"<soap/>", {"Content-Type": "text/xml"})
-    assert soap.status == 415 and diagnostics(soap.xml)[0][0] == 1
+    not_soap = fetch(f"{server.base}/union", b"<soap/>", {"Content-Type": "text/xml"})
+    assert not_soap.status == 200 and not_soap.xml.tag == "{http://schemas.xmlsoap.org/soap/envelope/}Envelope"
+    assert diagnostics(not_soap.xml)[0][0] == 1
+    json_body = fetch(f"{server.base}/union", b'{"query": "x"}', {"Content-Type": "application/json"})
+    assert json_body.status == 415 and diagnostics(json_body.xml)[0][0] == 1
 
 
 def test_facets_sru20(server, inputs):
