@@ -1,7 +1,7 @@
 """The JSON API on a real server: the Guangrao demo catalogue (generated, seeded) ingested through
 the ingest pipeline into an embedded store, the application on a free loopback port, requests
-with aiohttp's client, Z39.50 through zoomsh, and the `items-status` / `stats` commands in a
-subprocess.
+with aiohttp's client, Z39.50 through zoomsh, and the `items-status` / `stats` commands through
+the console script's entry point.
 
 Expected figures come from the MARC files the catalogue was built from (read with pymarc) and
 from the rule set, not from the store. Every JSON answer is checked against the schema the
@@ -12,8 +12,6 @@ import asyncio
 import json
 import re
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from lxml import etree
 
 from federation.api import API_PREFIX, ROUTES
 from federation.app import create_app
+from federation.cli import main
 from federation.itemstatus import FIELDS, MAX_BATCH_ITEMS, STATUS_VALUES, StatusInputError, parse_batch, parse_csv
 from federation.rules import Network, load_network
 from federation.search import SearchService
@@ -569,12 +568,26 @@ async def test_authentication(running: Running, catalogue: Catalogue, network: N
 
 # -- the commands ----------------------------------------------------------------------------------
 
-def _federation(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "federation", *args], capture_output=True, text=True, timeout=60,
-                          cwd=ROOT)
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_items_status_command(catalogue: Catalogue, network: Network, tmp_path: Path) -> None:
+@pytest.fixture
+def federation_cli(capsys: pytest.CaptureFixture[str]):
+    """Runs `federation ARGS...` through the console script's entry point, in this process."""
+
+    def run(*args: str) -> Ran:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Ran(code, captured.out, captured.err)
+
+    return run
+
+
+def test_items_status_command(catalogue: Catalogue, network: Network, tmp_path: Path, federation_cli) -> None:
     store_dir = tmp_path / "store"
     shutil.copytree(catalogue.store_dir, store_dir)
     own, hubs = _barcode_at(catalogue, network, "GR-DW"), _barcode_at(catalogue, network, "GR")
@@ -582,17 +595,17 @@ def test_items_status_command(catalogue: Catalogue, network: Network, tmp_path: 
     csv_file.write_text(f"barcode,status,due_date,location\n{own},on_loan,2026-12-20,\n{hubs},lost,,\n"
                         "GR03999999,lost,,\n", encoding="utf-8")
     common = ("--config", str(GUANGRAO), "--data-dir", str(store_dir))
-    scoped = _federation("items-status", *common, "--library", "GR-DW", str(csv_file))
+    scoped = federation_cli("items-status", *common, "--library", "GR-DW", str(csv_file))
     assert scoped.returncode == 1
     assert f"loans.csv:3: {hubs} belongs to GR, outside GR-DW's scope" in scoped.stderr
     assert "nothing was applied" in scoped.stderr
-    applied = _federation("items-status", *common, "--json", str(csv_file))
+    applied = federation_cli("items-status", *common, "--json", str(csv_file))
     assert applied.returncode == 2, applied.stderr
     report = json.loads(applied.stdout)
     assert [(i["line"], i["accepted"]) for i in report["items"]] == [(2, True), (3, True), (4, False)]
     bad = tmp_path / "bad.csv"
     bad.write_text(f"barcode,status\n{own},lent\n", encoding="utf-8")
-    refused = _federation("items-status", *common, str(bad))
+    refused = federation_cli("items-status", *common, str(bad))
     assert refused.returncode == 1 and "bad.csv:2: status: 'lent' is not one of" in refused.stderr
 
     async def statuses() -> dict[str, tuple[str, str]]:
@@ -609,18 +622,18 @@ def test_items_status_command(catalogue: Catalogue, network: Network, tmp_path: 
     assert asyncio.run(statuses()) == {own: ("on_loan", "2026-12-20"), hubs: ("lost", "")}
 
 
-def test_stats_command(catalogue: Catalogue, network: Network, tmp_path: Path) -> None:
-    shown = _federation("stats", "--config", str(GUANGRAO), "--data-dir", str(catalogue.store_dir), "--json")
+def test_stats_command(catalogue: Catalogue, network: Network, tmp_path: Path, federation_cli) -> None:
+    shown = federation_cli("stats", "--config", str(GUANGRAO), "--data-dir", str(catalogue.store_dir), "--json")
     assert shown.returncode == 0, shown.stderr
     figures = json.loads(shown.stdout)
     assert figures["totals"]["records"] == catalogue.works
     assert {e["library"]: e["items"] for e in figures["by_library"]} == {
         code: catalogue.items_by_library[code] for code in network.libraries}
-    text = _federation("stats", "--config", str(GUANGRAO), "--data-dir", str(catalogue.store_dir))
+    text = federation_cli("stats", "--config", str(GUANGRAO), "--data-dir", str(catalogue.store_dir))
     assert text.returncode == 0 and f"{catalogue.works} records" in text.stdout
     assert re.search(rf"^GR-DW\s+branch\s+{catalogue.records_by_library['GR-DW']}\s+{catalogue.items_by_library['GR-DW']}\s",
                      text.stdout, re.M)
-    empty = _federation("stats", "--config", str(GUANGRAO), "--data-dir", str(tmp_path / "nothing"))
+    empty = federation_cli("stats", "--config", str(GUANGRAO), "--data-dir", str(tmp_path / "nothing"))
     assert empty.returncode == 1 and "no catalogue at" in empty.stderr
 
 
