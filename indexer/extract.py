@@ -30,6 +30,8 @@ from indexer.union import Analysis
 _CONTROL_SUBFIELDS = frozenset("0123456789")
 # ISBD punctuation a cataloguer puts before the next element: `Title /`, `Place :`, `Name,`.
 _TRAILING_PUNCTUATION = re.compile(r"[\s/:;=,]+$")
+# ISBD punctuation that introduces an element: `= Parallel title`, `: other title information`.
+_LEADING_PUNCTUATION = re.compile(r"^[\s=:;/,]+")
 _TRAILING_PERIOD = re.compile(r"(?<=[^\s.A-Z])\.$")
 # Role words ending a statement of responsibility (著, 主编, 译, ...); single characters that also
 # end personal names (文, 图, 校) are left alone.
@@ -46,6 +48,7 @@ def _strip_controls(value: str) -> str:
 
 
 def _clean(value: str) -> str:
+    value = _LEADING_PUNCTUATION.sub("", value)
     value = _TRAILING_PUNCTUATION.sub("", value.strip())
     return _TRAILING_PERIOD.sub("", value).strip()
 
