@@ -88,6 +88,16 @@ def build_catalogue(directory: Path) -> Catalogue:
     return Catalogue(directory, demo_dir, store_dir, inputs)
 
 
+_SHARED: dict[str, Catalogue] = {}
+
+
+def shared_catalogue(tmp_path_factory) -> Catalogue:
+    """One catalogue for every SRU test module of the session (building it takes a few seconds)."""
+    if "catalogue" not in _SHARED:
+        _SHARED["catalogue"] = build_catalogue(tmp_path_factory.mktemp("sru-shared"))
+    return _SHARED["catalogue"]
+
+
 # -- independent expectations from the input files -------------------------------------------------
 
 @dataclass

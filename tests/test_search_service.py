@@ -10,14 +10,14 @@ from federation.search import SearchService, UnknownDatabase
 from indexer.embedded import EmbeddedStore
 from indexer.indexes import load_index_table
 from indexer.query import Clause, MatchAll, Relation, ScanRequest
-from sru_support import NETWORK, build_catalogue, input_records
+from sru_support import NETWORK, input_records, shared_catalogue
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory):
-    return build_catalogue(tmp_path_factory.mktemp("search-service"))
+    return shared_catalogue(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

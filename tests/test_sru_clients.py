@@ -10,12 +10,12 @@ import subprocess
 import pytest
 import sruthi
 
-from sru_support import SRUServer, build_catalogue, input_records
+from sru_support import SRUServer, input_records, shared_catalogue
 
 
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory):
-    return build_catalogue(tmp_path_factory.mktemp("sru-clients"))
+    return shared_catalogue(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sru_support import SRUServer, build_catalogue, diagnostics, fetch
+from sru_support import SRUServer, shared_catalogue, diagnostics, fetch
 
 REGRESSION = Path(__file__).resolve().parent / "data" / "cql-java-regression"
 SEED_QUERIES = sorted({p.read_text(encoding="utf-8").strip() for p in REGRESSION.glob("*/*.cql")}) + [
@@ -25,7 +25,7 @@ ALPHABET = st.sampled_from(list('()="<>/\\^*?. \'abcdeANDORNOTprox图书馆中')
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with SRUServer(build_catalogue(tmp_path_factory.mktemp("sru-fuzz"))) as running:
+    with SRUServer(shared_catalogue(tmp_path_factory)) as running:
         yield running
 
 

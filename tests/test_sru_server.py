@@ -10,12 +10,12 @@ import pytest
 from lxml import etree
 
 from indexer.model import Availability, ItemStatusUpdate
-from sru_support import NS, SRUServer, build_catalogue, diagnostics, fetch, input_records, sru
+from sru_support import NS, SRUServer, diagnostics, fetch, input_records, sru, shared_catalogue
 
 
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory):
-    return build_catalogue(tmp_path_factory.mktemp("sru-catalogue"))
+    return shared_catalogue(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from sru_support import SRUServer, build_catalogue, sru
+from sru_support import SRUServer, shared_catalogue, sru
 
 XSD = Path(__file__).resolve().parent / "data" / "xsd"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with SRUServer(build_catalogue(tmp_path_factory.mktemp("sru-xsd"))) as running:
+    with SRUServer(shared_catalogue(tmp_path_factory)) as running:
         yield running
 
 
