@@ -188,6 +188,10 @@ class JsonApi:
             raise ApiError(400, "bad_parameter", "give exactly one of q (keywords) and cql (a CQL query)")
         if len(keywords or cql_text) > MAX_QUERY_LENGTH:
             raise ApiError(400, "bad_parameter", f"the query is longer than {MAX_QUERY_LENGTH} characters")
+        control = next((n for n, c in enumerate(keywords) if ord(c) < 32 or ord(c) == 127), None)
+        if control is not None:
+            raise ApiError(400, "bad_parameter", f"q: control character U+{ord(keywords[control]):04X} "
+                                                 f"at position {control}")
         offset = _int_param(params, "offset", 0, 0, MAX_OFFSET)
         limit = _int_param(params, "limit", DEFAULT_LIMIT, 0, MAX_LIMIT)
         facet_limit = _int_param(params, "facet_limit", 10, 1, MAX_FACET_LIMIT)
