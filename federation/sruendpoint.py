@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 from aiohttp import web
 from lxml import etree
@@ -18,7 +18,6 @@ from lxml import etree
 from federation.cqlmap import CQLMapper, MappedQuery, parse_cql
 from federation.records import Directory, dublin_core, holdings_locations, is_unimarc, presentation_marc, record_json
 from federation.search import Database, SearchService, UnknownDatabase
-from indexer.analysis import exact_key
 from indexer.indexes import IndexTable
 from indexer.model import UnionRecord
 from indexer.query import Clause, FacetRequest, Relation, ScanRequest as StoreScanRequest

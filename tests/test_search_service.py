@@ -9,7 +9,7 @@ from federation.rules import load_network
 from federation.search import SearchService, UnknownDatabase
 from indexer.embedded import EmbeddedStore
 from indexer.indexes import load_index_table
-from indexer.query import Clause, MatchAll, Relation, ScanRequest
+from indexer.query import MatchAll, ScanRequest
 from sru_support import NETWORK, input_records, shared_catalogue
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -4,7 +4,6 @@ Expected counts come from the input files (tests/sru_support.py), not from the s
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 from lxml import etree
