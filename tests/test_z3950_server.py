@@ -86,6 +86,7 @@ def test_authentication_against_the_rule_set(server):
     assert "Connection accepted" in accepted and hits(accepted)
     rejected = yaz_client(server, [], user="GR/wrong")
     assert "Connection rejected" in rejected
+    assert "code=1011 (Init/AC: Bad Userid and/or Password)" in rejected
     other_library = yaz_client(server, [], user=f"GR-DW/{SECRET}")
     assert "Connection rejected" in other_library
 

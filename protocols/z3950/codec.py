@@ -519,8 +519,10 @@ def _enc_init_response(p: P.InitResponse, cs: str) -> tuple:
         if text is not None:
             value[key] = encode_text(text, cs)
     if p.diagnostic is not None:
-        diag_format = _spec().encode("DiagRec", ("defaultFormat", _diag_to(p.diagnostic, cs)))
-        value["userInformationField"] = _external(P.BIB1_DIAGNOSTIC_SET, ("single-ASN1-type", diag_format))
+        diag_format = _spec().encode("DiagnosticFormat", [{"diagnostic": ("defaultDiagRec", _diag_to(p.diagnostic, cs))}])
+        user_info = _spec().encode("OtherInformation", [{"information": ("externallyDefinedInfo", _external(
+            P.DIAG_1_FORMAT, ("single-ASN1-type", diag_format)))}])
+        value["userInformationField"] = _external(P.USER_INFO_1, ("single-ASN1-type", user_info))
     if p.charset_response is not None:
         value["otherInfo"] = [{"information": ("externallyDefinedInfo", _external(
             P.CHARSET_NEGOTIATION, ("single-ASN1-type", encode_charset_response(p.charset_response))))}]
@@ -778,12 +780,7 @@ def _dec_init_response(v: dict, cs: str) -> P.InitResponse:
         decoded = decode_charset_negotiation(negotiation)
         if isinstance(decoded, P.CharsetResponse):
             response = decoded
-    diagnostic = None
-    user_info = v.get("userInformationField")
-    if user_info is not None and user_info.get("direct-reference") == P.BIB1_DIAGNOSTIC_SET:
-        kind, data = user_info["encoding"]
-        if kind == "single-ASN1-type":
-            diagnostic = _diagrec_from(_spec().decode("DiagRec", to_definite(bytes(data))), cs)
+    diagnostic = _init_diagnostic(v.get("userInformationField"), cs)
     return P.InitResponse(
         result=bool(v["result"]),
         options=_options_from(v["options"]),
@@ -797,6 +794,26 @@ def _dec_init_response(v: dict, cs: str) -> P.InitResponse:
         diagnostic=diagnostic,
         reference_id=v.get("referenceId"),
     )
+
+
+def _init_diagnostic(user_info: dict | None, cs: str) -> P.Diagnostic | None:
+    """The first default-format diagnostic in a userInfo-1 userInformationField, if any."""
+    if user_info is None or user_info.get("direct-reference") != P.USER_INFO_1:
+        return None
+    kind, data = user_info["encoding"]
+    if kind != "single-ASN1-type":
+        return None
+    other_info = _spec().decode("OtherInformation", to_definite(bytes(data)))
+    diag_format = _other_info_external(other_info, P.DIAG_1_FORMAT)
+    if diag_format is None:
+        return None
+    for entry in _spec().decode("DiagnosticFormat", to_definite(diag_format)):
+        choice = entry.get("diagnostic")
+        if choice is not None and choice[0] == "defaultDiagRec":
+            return _diag_from(choice[1], cs)
+        if entry.get("message") is not None:
+            return P.Diagnostic(100, decode_text(entry["message"], cs) or "")
+    return None
 
 
 def _dec_search_request(v: dict, cs: str) -> P.SearchRequest:

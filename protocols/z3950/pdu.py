@@ -12,6 +12,8 @@ from typing import Union
 
 BIB1_ATTRIBUTE_SET = "1.2.840.10003.3.1"
 BIB1_DIAGNOSTIC_SET = "1.2.840.10003.4.1"
+DIAG_1_FORMAT = "1.2.840.10003.4.2"
+USER_INFO_1 = "1.2.840.10003.10.3"
 CHARSET_NEGOTIATION = "1.2.840.10003.15.3"
 # YAZ's private character-set name record (octet-aligned name such as b"GBK").
 PRIVATE_CHARSET_NAME = "1.2.840.10003.15.1000.81.1"
@@ -345,7 +347,8 @@ class InitResponse:
     implementation_name: str | None = None
     implementation_version: str | None = None
     charset_response: CharsetResponse | None = None
-    # A diagnostic explaining a rejection (sent as userInformationField, as YAZ does).
+    # A diagnostic explaining a rejection: userInformationField as userInfo-1 holding a
+    # diag-1 DiagnosticFormat, the form YAZ's clients display.
     diagnostic: Diagnostic | None = None
     reference_id: bytes | None = None
 
