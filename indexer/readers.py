@@ -199,7 +199,12 @@ def _iso2709_chunks(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
         if length >= 25:
             while len(buffer) < length and fill():
                 pass
-            if len(buffer) >= length and buffer[length - 1] == RECORD_TERMINATOR:
+            # A record never holds a terminator inside: a length that reaches past one is wrong.
+            if (
+                len(buffer) >= length
+                and buffer[length - 1] == RECORD_TERMINATOR
+                and buffer.find(RECORD_TERMINATOR, 0, length - 1) < 0
+            ):
                 yield base, bytes(buffer[:length])
                 del buffer[:length]
                 base += length

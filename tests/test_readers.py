@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pymarc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from indexer.model import MarcFormat
@@ -513,3 +515,49 @@ def test_marc21_chinese_export_in_gb18030():
     record.get_fields("008")[0].data = record["008"].data[:35] + "eng" + record["008"].data[38:]
     (refused,) = ours(io.BytesIO(iso2709(record, "gb18030")))
     assert refused.record is None and "marc-8" in refused.error and "utf-8" in refused.error
+
+
+# -- property: whatever pymarc writes, we read back; garbage between records costs only itself ----
+
+_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\x1d\x1e\x1f"),
+    min_size=1, max_size=30,
+)
+_subfield = st.tuples(st.sampled_from("abcdefghxyz0"), _text)
+_datafield = st.tuples(st.sampled_from(["100", "245", "260", "500", "650", "700", "880"]),
+                       st.lists(_subfield, min_size=1, max_size=4))
+
+
+@st.composite
+def marc_records(draw) -> pymarc.Record:
+    record = pymarc.Record(force_utf8=True)
+    record.add_field(pymarc.Field(tag="001", data=draw(st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True))))
+    for tag, subfields in draw(st.lists(_datafield, min_size=1, max_size=6)):
+        record.add_field(pymarc.Field(tag=tag, indicators=pymarc.Indicators("1", "0"),
+                                      subfields=[pymarc.Subfield(c, v) for c, v in subfields]))
+    return record
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(marc_records(), min_size=1, max_size=4), st.binary(max_size=40).filter(lambda b: b"\x1d" not in b))
+def test_round_trip_and_resync_property(records, garbage):
+    blobs = [r.as_marc() for r in records]
+    results = ours(io.BytesIO(b"".join(blobs)))
+    assert [r.record.as_dict()["fields"] for r in results] == [r.as_dict()["fields"] for r in records]
+    # garbage (terminated) after the first record: reported on its own, the others still read
+    noisy = blobs[0] + garbage + b"\x1d" + b"".join(blobs[1:])
+    results = ours(io.BytesIO(noisy))
+    good = [r for r in results if r.ok]
+    assert [r.record.as_dict()["fields"] for r in good] == [r.as_dict()["fields"] for r in records]
+    assert len(results) - len(good) <= 1
+
+
+def test_a_length_that_spans_other_records_does_not_swallow_them():
+    good = ours(LOC)[:3]
+    blobs = [r.raw for r in good]
+    # garbage whose "length" lands exactly on the end of the third record
+    span = 10 + len(blobs[0]) + len(blobs[1])
+    garbage = f"{span:05d}".encode() + b"xxxx\x1d"
+    assert span == len(garbage) + len(blobs[0]) + len(blobs[1])
+    results = ours(io.BytesIO(garbage + blobs[0] + blobs[1]))
+    assert [r.ok for r in results] == [False, True, True]
