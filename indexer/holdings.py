@@ -67,6 +67,8 @@ _STATUS_WORDS: tuple[tuple[Availability, tuple[str, ...]], ...] = (
     (Availability.WITHDRAWN, ("withdrawn", "discarded", "weeded", "注销", "剔除", "剔旧", "报废", "已注销")),
 )
 _STATUS_LOOKUP = {word: availability for availability, words in _STATUS_WORDS for word in words}
+# Longest first, so that `in transit ...` is not taken for `in`.
+_STATUS_PREFIXES = sorted(_STATUS_LOOKUP.items(), key=lambda entry: -len(entry[0]))
 
 
 @dataclass
@@ -95,9 +97,11 @@ def status_availability(status: str) -> Availability | None:
         return _STATUS_LOOKUP[key]
     if re.fullmatch(r"-?\d+", key) and int(key) == 0:
         return Availability.AVAILABLE
-    for word, availability in _STATUS_LOOKUP.items():  # `已借出 2024-05-01`, `Checked out (due 5/1)`
-        if len(word) > 1 and key.startswith(word):
-            return availability
+    for word, availability in _STATUS_PREFIXES:  # `已借出 2024-05-01`, `Checked out (due 5/1)`
+        if key.startswith(word):
+            rest = key[len(word):]
+            if not rest[:1].isalpha() or not word.isascii():  # whole words only: `in` is not `inventory`
+                return availability
     return None
 
 

@@ -196,6 +196,9 @@ def test_status_words_and_unrecognised_status(policy):
     assert status_availability("在架") is Availability.AVAILABLE
     assert status_availability("Checked out (due 5/1)") is Availability.ON_LOAN
     assert status_availability("注销") is Availability.WITHDRAWN
+    assert status_availability("In transit since 2026-11-20") is Availability.IN_TRANSIT
+    assert status_availability("On hold for patron 12") is Availability.ON_HOLD
+    assert status_availability("inventory") is None
     assert status_availability("frobnicated") is None
     library = dataclasses.replace(policy.libraries["GR"], holdings=HoldingsMapping(tag="905", library="a", barcode="b", status="f"))
     record = record_with("905", [("a", "GR"), ("b", "GR00000009"), ("f", "frobnicated")])
