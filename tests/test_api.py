@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from es_support import es_store
 from federation.api import API_PREFIX, ROUTES
 from federation.app import create_app
 from federation.cli import main
@@ -685,6 +686,39 @@ async def test_gaoming_joint_network_cards_and_availability(tmp_path: Path) -> N
         await runner.cleanup()
         await store.close()
 
+
+
+@pytest.mark.elasticsearch
+async def test_status_update_on_the_elasticsearch_store(tmp_path: Path, network: Network) -> None:
+    """The same live status path over the Elasticsearch/OpenSearch store (osmem stand-in or ELASTICSEARCH_URL)."""
+    table = load_index_table()
+    policy = network.to_ingest_policy()
+    write_demo_data(policy, tmp_path / "demo", records=40, seed=5)
+    async with es_store(table) as store:
+        report = await ingest(sorted((tmp_path / "demo").glob("*.mrc")), store, table, policy,
+                              IngestOptions(quarantine_path=tmp_path / "quarantine.jsonl"))
+        assert report.reconciled and report.quarantined == 0
+        await store.refresh()
+        service = SearchService(network, table, store)
+        runner = web.AppRunner(create_app(service))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        try:
+            async with ClientSession() as http:
+                api = Running(f"http://{host}:{port}{API_PREFIX}", f"http://{host}:{port}", http, service, tmp_path)
+                found = await api.get("/search", cql="net.library=GR and net.availability=available", limit="1")
+                record = await api.get(f"/records/{found['records'][0]['id']}")
+                barcode = next(i["barcode"] for g in record["holdings"] if g["library"] == "GR"
+                               for i in g["items"] if i["availability"] == "available")
+                done = await api.post_status({"items": [{"barcode": barcode, "status": "lost"}]}, token=TOKENS["GR"])
+                assert done["applied"] == 1 and done["items"][0]["changed"]
+                assert (await api.item(barcode))["availability"] == "lost"
+                lost = await api.get("/search", cql=f"net.barcode={barcode} and net.availability=lost", limit="1")
+                assert [r["id"] for r in lost["records"]] == [record["id"]]
+        finally:
+            await runner.cleanup()
 
 # -- robustness of the input checks -----------------------------------------------------------------
 
