@@ -42,6 +42,7 @@ from typing import Sequence
 from indexer.indexes import IndexDefinition, IndexLevel, IndexTable, IndexType
 from indexer.query import And, AndNot, Clause, ItemMatch, MatchAll, Or, Query, Relation, SortKey
 from protocols import cql
+from protocols.cql import SyntaxProblem
 from protocols.sru import SortKeySpec, SRUDiagnostic
 
 ALL_RECORDS = ("cql", "allrecords")
@@ -266,13 +267,18 @@ class CQLMapper:
             raise SRUDiagnostic(88, written, f"{written} cannot be sorted on")
 
 
+_SYNTAX_DIAGNOSTICS = {
+    SyntaxProblem.PARENTHESES: 13,
+    SyntaxProblem.QUOTES: 14,
+}
+
+
 def parse_cql(text: str, *, max_depth: int = cql.DEFAULT_MAX_DEPTH) -> cql.Query:
-    """`protocols.cql.parse` with syntax errors as diagnostics 10, 13 (parentheses) and 14 (quotes)."""
+    """`protocols.cql.parse` with syntax errors as diagnostics: 13 parentheses, 14 quotes, else 10."""
     try:
         return cql.parse(text, max_depth=max_depth)
     except cql.CQLSyntaxError as error:
-        lowered = error.message.lower()
-        code = 14 if "string" in lowered or "quote" in lowered else 13 if ("')'" in lowered or "'('" in lowered) else 10
+        code = _SYNTAX_DIAGNOSTICS.get(error.problem, 10)
         raise SRUDiagnostic(code, f"{error.message} at character {error.position}") from None
 
 

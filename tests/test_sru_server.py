@@ -274,7 +274,7 @@ SEARCH = {"operation": "searchRetrieve", "version": "1.2"}
     ({**SEARCH, "query": "x", "startRecord": "first"}, 6),
     ({**SEARCH, "query": "x", "maximumRecords": "-1"}, 6),
     ({**SEARCH, "query": "dc.title=图书馆", "startRecord": "9999"}, 61),
-    ({**SEARCH, "query": "dc.title=("}, 10),
+    ({**SEARCH, "query": "dc.title=cat and"}, 10),
     ({**SEARCH, "query": "(dc.title=cat"}, 13),
     ({**SEARCH, "query": "dc.title=\"cat"}, 14),
     ({**SEARCH, "query": "x", "foo": "bar"}, 8),
