@@ -450,6 +450,17 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return ApiError(500, "internal", "internal error (logged)").response()
 
 
+@web.middleware
+async def _open_reads(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """OPAC pages on a library's own site read the catalogue from the browser: GET answers may be
+    read from any origin. Status updates come from circulation systems, server to server, and
+    get no such header."""
+    response = await handler(request)
+    if request.method == "GET":
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
 ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/search", "search"),
     ("GET", "/records/{id}", "record"),
@@ -467,7 +478,7 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
 def create_api_app(service: SearchService) -> web.Application:
     """The API as an application to mount at API_PREFIX."""
     api = JsonApi(service)
-    app = web.Application(middlewares=[_json_errors])
+    app = web.Application(middlewares=[_open_reads, _json_errors])
     for method, path, name in ROUTES:
         app.router.add_route(method, path, getattr(api, name), name=name)
     return app

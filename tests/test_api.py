@@ -238,6 +238,16 @@ async def test_openapi_served(running: Running) -> None:
     assert await running.get("/openapi.json") == OPENAPI
 
 
+async def test_reads_are_open_to_other_origins_writes_are_not(running: Running) -> None:
+    async with running.http.get(running.base + "/libraries", headers={"Origin": "https://opac.example.org"}) as response:
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+    async with running.http.get(running.base + "/records/nosuch") as response:
+        assert response.status == 404 and response.headers["Access-Control-Allow-Origin"] == "*"
+    async with running.http.post(running.base + "/items/status", json={"items": []},
+                                 headers={"Authorization": f"Bearer {TOKENS['GR']}"}) as response:
+        assert response.status == 400 and "Access-Control-Allow-Origin" not in response.headers
+
+
 # -- search and records ----------------------------------------------------------------------------
 
 async def test_search_all_records_with_library_facet_matches_the_input(running: Running, catalogue: Catalogue) -> None:
