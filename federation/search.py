@@ -22,6 +22,7 @@ from federation.records import Directory
 from indexer.indexes import IndexTable
 from indexer.model import ItemStatusUpdate, ItemUpdateOutcome, UnionRecord
 from indexer.query import (
+    And,
     Clause,
     Facet,
     FacetRequest,
@@ -33,7 +34,6 @@ from indexer.query import (
     ScanTerm,
     SearchRequest,
     SortKey,
-    And,
 )
 from indexer.store import Store
 
@@ -76,6 +76,9 @@ class SearchOutcome:
     precision: str = "exact"
     # Non-fatal problems worth telling the client (e.g. a federated target that failed): (code, text).
     warnings: list[tuple[int, str]] = field(default_factory=list)
+    # Backend-specific results the protocols pass on: `result_set_id` (str) and `result_set_ttl`
+    # (seconds) become SRU resultSetId / resultSetIdleTime (1.x) / resultSetTTL (2.0);
+    # `extra_response_data` (lxml elements) goes into SRU extraResponseData.
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -285,6 +285,10 @@ class SRUEndpoint:
             diagnostics=warnings,
             facets=self._facet_results(outcome.facets, facet_specs),
             result_count_precision=PRECISION_URI + outcome.precision if sru.version == "2.0" else None,
+            result_set_id=outcome.extra.get("result_set_id"),
+            result_set_ttl=outcome.extra.get("result_set_ttl"),
+            extra_response_data=[e for e in outcome.extra.get("extra_response_data", ())
+                                 if isinstance(e, etree._Element)],
         )
         return write_search_retrieve(sru.version, result, echoed, escaping=sru.record_xml_escaping,
                                      stylesheet=sru.stylesheet)
