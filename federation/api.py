@@ -31,6 +31,7 @@ from federation.availability import (
     joint_participants,
     lookup_barcode,
     lookup_card,
+    range_text,
     summarize_holdings,
     token_scope,
 )
@@ -114,10 +115,6 @@ def catalogue_stats(network: Network, stats: StoreStats) -> dict[str, Any]:
 def library_brief(library: Library) -> dict[str, Any]:
     return {"code": library.code, "names": names_dict(library.names), "tier": library.tier,
             "parent": library.parent, "href": f"{API_PREFIX}/libraries/{library.code}"}
-
-
-def _range_texts(ranges) -> list[str]:
-    return [f"{r.start}-{r.end}" for r in ranges]
 
 
 def _first(record: UnionRecord, index: str) -> str | None:
@@ -315,8 +312,8 @@ class JsonApi:
         return _json({
             **library_brief(library),
             "address": library.address,
-            "barcode_ranges": _range_texts(library.barcode_ranges),
-            "card_ranges": _range_texts(library.card_ranges),
+            "barcode_ranges": [range_text(r) for r in library.barcode_ranges],
+            "card_ranges": [range_text(r) for r in library.card_ranges],
             "ancestors": network.ancestors(code),
             "children": [c.code for c in network.children(code)],
             "lends_across_network": network.lends_across_network(code),

@@ -105,7 +105,7 @@ class NumberOwner:
         return data
 
 
-def _range_text(number_range: NumberRange) -> str:
+def range_text(number_range: NumberRange) -> str:
     return f"{number_range.start}-{number_range.end}"
 
 
@@ -141,7 +141,7 @@ def explain_no_match(number: str, ranges: Sequence[tuple[str, NumberRange]], kin
 
     owner, nearest = min(same_shape, key=distance)
     return (f"{text!r} lies in no library's {kind} range; the nearest is {owner}'s "
-            f"{_range_text(nearest)}")
+            f"{range_text(nearest)}")
 
 
 def lookup_card(network: Network, number: str) -> NumberOwner:
@@ -150,14 +150,14 @@ def lookup_card(network: Network, number: str) -> NumberOwner:
         for number_range in library.card_ranges:
             if number_range.contains(text):
                 return NumberOwner(text, "card", library.code, str(library.names), library.tier,
-                                   _range_text(number_range))
+                                   range_text(number_range))
     for joint in network.joint_networks:
         for member in joint.other_members:
             for number_range in member.card_ranges:
                 if number_range.contains(text):
                     reason = "" if joint.shared_cards else "its joint network does not share cards"
                     return NumberOwner(text, "card", member.code, str(member.names), "",
-                                       _range_text(number_range), joint_network=joint.id, reason=reason)
+                                       range_text(number_range), joint_network=joint.id, reason=reason)
     ranges = [(library.code, r) for library in network.libraries.values() for r in library.card_ranges]
     ranges += [(member.code, r) for joint in network.joint_networks for member in joint.other_members
                for r in member.card_ranges]
@@ -170,7 +170,7 @@ def lookup_barcode(network: Network, barcode: str) -> NumberOwner:
         for number_range in library.barcode_ranges:
             if number_range.contains(text):
                 return NumberOwner(text, "barcode", library.code, str(library.names), library.tier,
-                                   _range_text(number_range))
+                                   range_text(number_range))
     ranges = [(library.code, r) for library in network.libraries.values() for r in library.barcode_ranges]
     return NumberOwner(text, "barcode", None, reason=explain_no_match(text, ranges, "barcode"))
 
