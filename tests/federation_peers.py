@@ -58,7 +58,11 @@ async def start_zebra_sru(workdir: Path, marc_files: Sequence[Path]) -> AsyncIte
     for name in ("reg", "shadow", "lock", "tmp"):
         (workdir / name).mkdir(exist_ok=True)
     config = workdir / "zebra.cfg"
-    config.write_text(ZEBRA_CONFIG.format(tab=ZEBRA_TAB), encoding="ascii")
+    # Queries and records are UTF-8. Without `encoding` in the profile Zebra takes the records for
+    # ISO-8859-1 and, under a UTF-8 negotiation, converts them a second time.
+    config.write_text(ZEBRA_CONFIG.format(tab=ZEBRA_TAB) + "encoding: utf-8\n", encoding="ascii")
+    profile = (ZEBRA_TAB / "usmarc.abs").read_text(encoding="latin-1")
+    (workdir / "usmarc.abs").write_text("encoding utf-8\n" + profile, encoding="latin-1")
     shutil.copy(PQF_PROPERTIES, workdir / "pqf.properties")
     for command in (
         ["zebraidx", "-c", str(config), "-n", "update", *map(str, marc_files)],

@@ -195,13 +195,12 @@ class SRUClient:
                                        headers={"Accept": "application/xml, text/xml"}) as response:
                     url = str(response.url)
                     if response.status >= 400:
-                        body = (await response.content.read(2000)).decode("utf-8", "replace")
-                        root = _try_parse(body.encode("utf-8"))
+                        root = _try_parse(await _read_limited(response, 1 << 20))
                         # Some servers send a proper diagnostic document with a 4xx status.
                         if root is not None and _local(root).endswith("Response"):
                             return root, url
                         raise SRUClientError(f"{url}: HTTP {response.status} {response.reason}")
-                    body_bytes = await response.content.read(self.max_response_bytes + 1)
+                    body_bytes = await _read_limited(response, self.max_response_bytes + 1)
         except TimeoutError as error:
             raise SRUClientError(f"{url}: no answer within {self.timeout} s") from error
         except aiohttp.ClientError as error:
@@ -213,6 +212,18 @@ class SRUClient:
         except etree.XMLSyntaxError as error:
             raise SRUClientError(f"{url}: the response is not XML: {error}") from error
         return root, url
+
+
+async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body up to `limit` bytes (more means too large; the caller refuses it)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)
 
 
 # -- parsing (public, so recorded responses can be read without a server) ----------------------

@@ -1,0 +1,388 @@
+"""The `federated` database against real peers on loopback.
+
+The union catalogue (embedded store) holds two thirds of the Library of Congress sample
+(records 0, 1, 3, 4, ... as the Guangrao court reading room GR-FY, items in 852); a city joint
+library runs zebrasrv over another two thirds (records 1, 2, 4, 5, ..., items in 852 at its
+own branches) and is configured twice, as a Z39.50 target and as an SRU target on the same
+server. Every third record is on both sides, so the same work arrives up to three times and
+must come out once, with the holdings of every source. yaz-ztest is a third target.
+
+Expected counts are computed from the input files with pymarc: the records whose title
+(245 $a$b$n$p) has the word, grouped into works by ISBN, else title, author and year
+(`sru_support.InputRecord.work`); per target hit counts come from yaz-client.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from lxml import etree
+from pymarc import Field, Record, Subfield
+
+from federation.app import create_app
+from federation.federated import FederatedSearch, FederationSettings
+from federation.rules import Target, load_network
+from federation.search import SearchService
+from federation.targets import RecordReader, query_to_cql, query_to_rpn
+from federation.z3950service import start_z3950_server
+from federation_peers import start_zebra_sru
+from indexer.embedded import EmbeddedStore
+from indexer.indexes import load_index_table
+from indexer.ingest import IngestOptions, ingest
+from indexer.model import MarcFormat
+from indexer.query import And, AndNot, Clause, Or, Relation
+from indexer.readers import read_records
+from peers import start_yaz_ztest
+from protocols.sru import SearchRetrieveResult, SRUDiagnostic, write_search_retrieve
+from protocols.sru.client import parse_search_retrieve
+from protocols.z3950 import pdu as P
+from protocols.z3950.client import Z3950Client
+from protocols.z3950.pqf import to_pqf
+from sru_support import InputRecord
+
+ROOT = Path(__file__).resolve().parent.parent
+LOC = ROOT / "fixtures" / "marc21" / "loc-bibliographic-386.mrc"
+NETWORK = ROOT / "config" / "networks" / "guangrao.yaml"
+SRU_RESPONSES = ROOT / "fixtures" / "sru-responses"
+LOCAL_LIBRARY = "GR-FY"           # keeps MARC21 with items in 852 (b library, p barcode, h call number)
+CITY_BRANCHES = ("CITY-MAIN", "CITY-EAST")
+WORDS = ("economics", "religion", "sonata", "directory")
+
+
+def on_local_side(n: int) -> bool:
+    return n % 3 != 2
+
+
+def on_city_side(n: int) -> bool:
+    return n % 3 != 0
+
+
+def title_words(record: Record) -> set[str]:
+    text = " ".join(" ".join(f.get_subfields("a", "b", "n", "p")) for f in record.get_fields("245"))
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def with_item(record: Record, library: str, barcode: str) -> bytes:
+    record.add_field(Field("852", [" ", " "], [Subfield("b", library), Subfield("p", barcode), Subfield("h", "QA76")]))
+    try:
+        return record.as_marc()
+    finally:
+        record.remove_fields("852")
+
+
+@dataclasses.dataclass
+class Setup:
+    directory: Path
+    store_dir: Path
+    city_file: Path
+    records: list[Record]
+
+    def hits(self, word: str, side) -> list[int]:
+        return [n for n, r in enumerate(self.records) if side(n) and word in title_words(r)]
+
+    def expected_works(self, word: str, *, local: bool = True, city: bool = True) -> set[tuple]:
+        numbers = set(self.hits(word, on_local_side) if local else []) | set(self.hits(word, on_city_side) if city else [])
+        return {InputRecord(LOC, False, self.records[n]).work for n in numbers}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> Setup:
+    directory = tmp_path_factory.mktemp("federation")
+    records = [r.record for r in read_records(LOC) if r.record is not None]
+    for record in records:
+        record.force_utf8 = True    # written out as the UTF-8 it was read as (leader/09 'a')
+    local_file, city_file = directory / "court.mrc", directory / "city.mrc"
+    with open(local_file, "wb") as local, open(city_file, "wb") as city:
+        for n, record in enumerate(records):
+            if on_local_side(n):
+                local.write(with_item(record, LOCAL_LIBRARY, f"GR12{n:06d}"))
+            if on_city_side(n):
+                city.write(with_item(record, CITY_BRANCHES[n % 2], f"CT{n:06d}"))
+    table = load_index_table()
+    policy = load_network(NETWORK).to_ingest_policy()
+    store_dir = directory / "store"
+
+    async def load() -> None:
+        store = EmbeddedStore(store_dir, table)
+        await store.open()
+        try:
+            report = await ingest([local_file], store, table, policy,
+                                  IngestOptions(quarantine_path=directory / "quarantine.jsonl", library=LOCAL_LIBRARY))
+            assert report.reconciled and report.quarantined == 0
+        finally:
+            await store.close()
+
+    asyncio.run(load())
+    return Setup(directory, store_dir, city_file, records)
+
+
+@pytest.fixture
+async def store(setup):
+    opened = EmbeddedStore(setup.store_dir, load_index_table())
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def zebra(setup, tmp_path):
+    async with start_zebra_sru(tmp_path / "zebra", [setup.city_file]) as peer:
+        yield peer
+
+
+def city_targets(zebra, **options) -> list[Target]:
+    return [
+        Target("DYZ", "东营市图书馆 (Z39.50)", "z3950", zebra.z3950_url, timeout=5, **options),
+        Target("DYS", "东营市图书馆 (SRU)", "sru", zebra.sru_url, timeout=5, record_schema="marcxml", **options),
+    ]
+
+
+def federation(store, targets, **settings) -> FederatedSearch:
+    network = dataclasses.replace(load_network(NETWORK), targets=targets)
+    return FederatedSearch(network, load_index_table(), store, settings=FederationSettings(**settings))
+
+
+async def yaz_client_hits(url: str, query: str) -> int:
+    process = await asyncio.create_subprocess_exec(
+        "yaz-client", url, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(f"find {query}\nquit\n".encode()), 20)
+    match = re.search(r"Number of hits: (\d+)", output.decode(errors="replace"))
+    assert match, output.decode(errors="replace")
+    return int(match.group(1))
+
+
+def title(word: str) -> Clause:
+    return Clause("title", Relation.PHRASE, word)
+
+
+# -- the merged answer ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("word", WORDS)
+async def test_union_and_city_merge_into_exact_deduplicated_counts(setup, store, zebra, word):
+    fed = federation(store, city_targets(zebra))
+    try:
+        outcome = await fed.search(title(word), limit=1000)
+    finally:
+        await fed.aclose()
+    expected = setup.expected_works(word)
+    assert outcome.total == len(expected) == len(outcome.records)
+    assert outcome.precision == "exact" and outcome.warnings == []
+    statuses = {s["code"]: s for s in outcome.extra["targets"]}
+    city_hits = await yaz_client_hits(zebra.z3950_url, f"@attr 1=4 {word}")
+    assert city_hits == len(setup.hits(word, on_city_side))
+    assert statuses["DYZ"]["state"] == statuses["DYS"]["state"] == "ok"
+    assert statuses["DYZ"]["hits"] == statuses["DYS"]["hits"] == city_hits
+    assert statuses["DYZ"]["fetched"] == city_hits
+    assert statuses["union"]["hits"] == len({InputRecord(LOC, False, setup.records[n]).work
+                                             for n in setup.hits(word, on_local_side)})
+    assert len({r.id for r in outcome.records}) == len(outcome.records)
+
+
+async def test_a_work_on_both_sides_shows_every_sources_holdings(setup, store, zebra):
+    fed = federation(store, city_targets(zebra))
+    try:
+        outcome = await fed.search(title("religion"), limit=100)
+    finally:
+        await fed.aclose()
+    by_barcode = {item.barcode: record for record in outcome.records for item in record.items}
+    for n in setup.hits("religion", lambda n: True):
+        local = by_barcode.get(f"GR12{n:06d}")
+        city = by_barcode.get(f"CT{n:06d}")
+        assert (local is not None) == on_local_side(n)
+        assert (city is not None) == on_city_side(n)
+        if local is not None and city is not None:
+            assert local is city
+            copies = {(i.library, i.barcode, i.source_library) for i in local.items}
+            # The city's copy reached us twice (Z39.50 and SRU), from the branch its record names.
+            branch = CITY_BRANCHES[n % 2]
+            assert {(LOCAL_LIBRARY, f"GR12{n:06d}", LOCAL_LIBRARY), ("DYZ", f"CT{n:06d}", branch),
+                    ("DYS", f"CT{n:06d}", branch)} <= copies
+            assert {c.library for c in local.contributions} == {LOCAL_LIBRARY, "DYZ", "DYS"}
+
+
+async def test_relevance_is_one_ranking_over_all_sources(store, zebra):
+    fed = federation(store, city_targets(zebra))
+    query = Or(title("religion"), Clause("title", Relation.ALL, "religion and society"))
+    try:
+        outcome = await fed.search(query, limit=200)
+        clauses = [title("religion"), Clause("title", Relation.ALL, "religion and society")]
+        scores = [fed.relevance(r, clauses) for r in outcome.records]
+    finally:
+        await fed.aclose()
+    assert scores == sorted(scores, reverse=True)
+    sources = ["local" if any(c.library == LOCAL_LIBRARY for c in r.contributions) else "city" for r in outcome.records]
+    # Both kinds are spread through the ranking rather than one block after the other.
+    first_city, last_local = sources.index("city"), len(sources) - 1 - sources[::-1].index("local")
+    assert first_city < last_local
+
+
+async def test_pages_come_from_one_cached_result_set(setup, store, zebra):
+    fed = federation(store, city_targets(zebra), result_set_ttl=60)
+    try:
+        first = await fed.search(title("economics"), offset=0, limit=7)
+        pages = [first]
+        while sum(len(p.records) for p in pages) < first.total:
+            pages.append(await fed.search(title("economics"), offset=7 * len(pages), limit=7))
+        ids = [r.id for page in pages for r in page.records]
+        assert len(ids) == len(set(ids)) == first.total == len(setup.expected_works("economics"))
+        assert {p.extra["result_set_id"] for p in pages} == {first.extra["result_set_id"]}
+        assert fed.result_set(first.extra["result_set_id"]) is not None
+        fetched = await fed.fetch(ids[:3])
+        assert [r.id for r in fetched] == ids[:3]
+    finally:
+        await fed.aclose()
+
+
+async def test_result_sets_expire_after_their_ttl(store, zebra):
+    now = [1000.0]
+    network = dataclasses.replace(load_network(NETWORK), targets=city_targets(zebra))
+    fed = FederatedSearch(network, load_index_table(), store, settings=FederationSettings(result_set_ttl=30),
+                          clock=lambda: now[0])
+    try:
+        first = await fed.search(title("sonata"), limit=5)
+        now[0] += 20
+        assert (await fed.search(title("sonata"), limit=5)).extra["result_set_id"] == first.extra["result_set_id"]
+        now[0] += 31
+        assert fed.result_set(first.extra["result_set_id"]) is None
+        again = await fed.search(title("sonata"), limit=5)
+        assert again.extra["result_set_id"] != first.extra["result_set_id"]
+        assert again.total == first.total
+    finally:
+        await fed.aclose()
+
+
+async def test_beyond_the_fetch_limit_the_count_is_an_estimate(setup, store, zebra):
+    fed = federation(store, city_targets(zebra, fetch_limit=5))
+    try:
+        outcome = await fed.search(title("economics"), limit=100)
+    finally:
+        await fed.aclose()
+    statuses = {s["code"]: s for s in outcome.extra["targets"]}
+    city_hits = len(setup.hits("economics", on_city_side))
+    assert statuses["DYZ"]["hits"] == statuses["DYS"]["hits"] == city_hits
+    assert statuses["DYZ"]["fetched"] == statuses["DYS"]["fetched"] == 5
+    assert outcome.precision == "estimate"
+    exact = len(setup.expected_works("economics"))
+    assert len(outcome.records) < exact
+    assert len(outcome.records) <= outcome.total <= exact + city_hits
+
+
+async def test_an_index_one_target_lacks_is_a_diagnostic_for_that_target_only(store, zebra):
+    # `place` has Bib-1 use 59 but only the network's own CQL name (net.place): the SRU target cannot take it.
+    fed = federation(store, city_targets(zebra))
+    try:
+        outcome = await fed.search(And(title("religion"), Clause("place", Relation.PHRASE, "london")), limit=50)
+    finally:
+        await fed.aclose()
+    statuses = {s["code"]: s for s in outcome.extra["targets"]}
+    assert statuses["DYS"]["state"] == "unsupported" and "place" in statuses["DYS"]["error"]
+    assert statuses["DYZ"]["state"] == "ok" and statuses["union"]["state"] == "ok"
+    assert outcome.precision == "minimum"
+    assert [code for code, _ in outcome.warnings] == [16]
+    assert "DYS" in outcome.warnings[0][1] and "place" in outcome.warnings[0][1]
+
+
+async def test_yaz_ztest_as_a_third_target(store, zebra, tmp_path):
+    async with start_yaz_ztest(tmp_path / "ztest") as ztest:
+        targets = [*city_targets(zebra), Target("ZT", "YAZ test target", "z3950", f"{ztest.address}/Default", timeout=5)]
+        fed = federation(store, targets)
+        try:
+            outcome = await fed.search(title("religion"), limit=500)
+        finally:
+            await fed.aclose()
+        statuses = {s["code"]: s for s in outcome.extra["targets"]}
+        assert statuses["ZT"]["state"] == "ok"
+        assert statuses["ZT"]["hits"] == await yaz_client_hits(f"{ztest.address}/Default", "@attr 1=4 religion")
+        assert statuses["ZT"]["fetched"] == statuses["ZT"]["hits"]
+        ztest_records = [r for r in outcome.records if any(c.library == "ZT" for c in r.contributions)]
+        assert ztest_records and all(i.library == "ZT" for r in ztest_records for i in r.items if i.library != LOCAL_LIBRARY
+                                     and not i.library.startswith("DY"))
+
+
+# -- the federated database through the servers ------------------------------------------------
+
+
+async def test_federated_database_over_sru_and_z3950(setup, store, zebra):
+    table = load_index_table()
+    network = dataclasses.replace(load_network(NETWORK), targets=city_targets(zebra))
+    service = SearchService(network, table, store)
+    fed = FederatedSearch(network, table, store)
+    fed.register(service)
+    expected = len(setup.expected_works("religion"))
+    client = TestClient(TestServer(create_app(service)))
+    await client.start_server()
+    z3950 = await start_z3950_server(service, "127.0.0.1", 0)
+    try:
+        response = await client.get("/sru/federated", params={
+            "version": "2.0", "operation": "searchRetrieve", "query": "dc.title = religion", "maximumRecords": "50"})
+        assert response.status == 200
+        answer = parse_search_retrieve(etree.fromstring(await response.read()))
+        assert answer.number_of_records == expected and len(answer.records) == expected
+        assert answer.result_count_precision.endswith("/exact")
+        async with Z3950Client("127.0.0.1", z3950.port, database="federated") as origin:
+            found = await origin.search("@attr 1=4 religion")
+            assert found.count == expected
+            page = await origin.present(found.result_set, 1, 5, syntax=P.RecordSyntax.USMARC.value)
+            assert page.number_of_records_returned == 5
+    finally:
+        z3950.close()
+        await z3950.wait_closed()
+        await client.close()
+        await fed.aclose()
+
+
+# -- translation and records (no network) -----------------------------------------------------
+
+
+def test_query_translation_to_cql_and_bib1():
+    table = load_index_table()
+    sru = Target("S", "s", "sru", "http://127.0.0.1:1/db", index_map={"subject": "local.topic"})
+    z = Target("Z", "z", "z3950", "tcp:127.0.0.1:1/db", bib1_map={"title": 1})
+    query = AndNot(Or(Clause("title", Relation.ALL, "河 流"), Clause("subject", Relation.PHRASE, 'a "q" b*')),
+                   Clause("date", Relation.WITHIN, "1990", "1999"))
+    assert query_to_cql(query, table, sru) == \
+        '((dc.title all "河 流" or local.topic = "a \\"q\\" b*") not dc.date within "1990 1999")'
+    assert to_pqf(query_to_rpn(query, table, z)) == (
+        '@not @or @and @attr 1=1 @attr 2=3 @attr 4=2 @attr 5=100 河 @attr 1=1 @attr 2=3 @attr 4=2 @attr 5=100 流 '
+        '@attr 1=21 @attr 2=3 @attr 4=1 @attr 5=1 "a \\"q\\" b" '
+        '@and @attr 1=31 @attr 2=4 @attr 5=100 1990 @attr 1=31 @attr 2=2 @attr 5=100 1999')
+
+
+def test_remote_items_keep_mapped_and_unmapped_library_codes():
+    table = load_index_table()
+    network = load_network(NETWORK)
+    target = Target("DYZ", "city", "z3950", "tcp:127.0.0.1:1/db", library_map={"CITY-DW": "GR-DW"})
+    reader = RecordReader(target, table, network.to_ingest_policy())
+    record = next(r.record for r in read_records(LOC) if r.record is not None)
+    for library, barcode in (("CITY-DW", "CT1"), ("CITY-MAIN", "CT2")):
+        record.add_field(Field("852", [" ", " "], [Subfield("b", library), Subfield("p", barcode)]))
+    remote = reader.from_iso2709(1, record.as_marc())
+    assert remote.error == ""
+    items = {i.barcode: i for i in remote.incoming.contribution.items}
+    assert (items["CT1"].library, items["CT1"].tier, items["CT1"].source_library) == ("GR-DW", "branch", "CITY-DW")
+    assert (items["CT2"].library, items["CT2"].source_library) == ("DYZ", "CITY-MAIN")
+    bare = reader.from_iso2709(2, next(r.record for r in read_records(LOC) if r.record is not None).as_marc())
+    assert [(i.library, i.barcode) for i in bare.incoming.contribution.items] == [("DYZ", "")]
+    broken = reader.from_iso2709(3, b"this is not a MARC record\x1e\x1d")
+    assert broken.incoming is None and broken.error.startswith("record 3:")
+    assert remote.incoming.contribution.format is MarcFormat.MARC21
+
+
+def test_recorded_sru_responses_parse():
+    single = parse_search_retrieve(etree.parse(str(SRU_RESPONSES / "response_single_sru11.xml")).getroot())
+    assert single.version == "1.1" and single.number_of_records == 8985 and len(single.records) == 1
+    assert single.records[0].data is not None
+    many = parse_search_retrieve(etree.parse(str(SRU_RESPONSES / "test_searchretrieve_warning.xml")).getroot())
+    assert many.number_of_records == 10 and len(many.records) == 10 and not many.fatal
+    for version in ("1.2", "2.0"):
+        failed = parse_search_retrieve(etree.fromstring(write_search_retrieve(
+            version, SearchRetrieveResult(0, diagnostics=[SRUDiagnostic(16, "net.place")]), None)))
+        assert failed.fatal and [d.code for d in failed.diagnostics] == [16]
+        assert failed.diagnostics[0].details == "net.place"
