@@ -561,3 +561,19 @@ def test_a_length_that_spans_other_records_does_not_swallow_them():
     assert span == len(garbage) + len(blobs[0]) + len(blobs[1])
     results = ours(io.BytesIO(garbage + blobs[0] + blobs[1]))
     assert [r.ok for r in results] == [False, True, True]
+
+
+@pytest.mark.parametrize("path", sorted(p for p in MALFORMED.iterdir() if p.is_file()), ids=lambda p: p.name)
+def test_every_malformed_file_reads_to_the_end(path):
+    """Nothing raises; every result is a record or an error with its raw bytes; the raw pieces of
+    an ISO 2709 file account for every record terminator in it."""
+    results = ours(path)
+    assert results
+    for result in results:
+        assert (result.record is None) == (result.error is not None)
+        assert result.raw
+        if result.error is not None:
+            assert len(result.error) > 15  # a reason, not a bare flag
+    if path.suffix == ".mrc":
+        data = path.read_bytes()
+        assert sum(r.raw.count(b"\x1d") for r in results) == data.rstrip(b"\x1d\x00\r\n ").count(b"\x1d") + 1
