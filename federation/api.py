@@ -387,6 +387,8 @@ class JsonApi:
         except StatusInputError as error:
             raise ApiError(400, "bad_request", error.problems[0], problems=error.problems) from None
         report = await apply_updates(self.service, updates, library=library)
+        log.info("items/status from %s: %d updates, %d applied, %d rejected, %d outside its scope",
+                 library, len(updates), report.applied, report.rejected, len(report.violations))
         if report.violations:
             first = report.violations[0]
             raise ApiError(403, "forbidden", f"items[{first.index}]: {first.reason}; nothing was applied",
