@@ -37,7 +37,9 @@ def records(root: etree._Element) -> list[etree._Element]:
 
 
 def record_ids(root: etree._Element) -> list[str]:
-    return [r.findtext("{*}extraRecordData/u:recordIdentifier", namespaces=NS) for r in records(root)]
+    """The union ids: in extraRecordData (SRU 1.x) or the record's recordIdentifier (2.0)."""
+    return [r.findtext("{*}extraRecordData/u:recordIdentifier", namespaces=NS) or r.findtext("u:recordIdentifier", namespaces=NS)
+            for r in records(root)]
 
 
 # -- searchRetrieve -------------------------------------------------------------------------
@@ -54,6 +56,8 @@ def test_chinese_title_search_in_every_version(server, inputs):
         assert root.tag == f"{{{namespace}}}searchRetrieveResponse"
         assert count(root) == len(expected)
         assert len(records(root)) == len(expected)
+        ids = record_ids(root)
+        assert all(ids) and len(set(ids)) == len(ids)
         for record in records(root):
             data = record.find("{*}recordData")[0]
             titles = [sf.text for sf in data.iterfind("{*}datafield[@tag='200']/{*}subfield[@code='a']")] + \

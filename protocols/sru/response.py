@@ -144,7 +144,11 @@ class _Writer:
                 self.diagnostic(holder, diagnostic)
 
     def record(self, parent: etree._Element, schema: str, data: etree._Element, escaping: str,
-               position: int | None, extra: Sequence[etree._Element]) -> None:
+               position: int | None, extra: Sequence[etree._Element], identifier: str = "") -> None:
+        """A record; its identifier goes into extraRecordData (1.x) or, in 2.0, follows it as the
+        record's own `recordIdentifier` (the 2.0 record allows elements of other namespaces there)."""
+        if identifier and not self.v2:
+            extra = [_identifier(identifier), *extra]
         record = self.sub(parent, "record")
         self.sub(record, "recordSchema", schema)
         if self.v2:
@@ -162,6 +166,8 @@ class _Writer:
             extra_holder = self.sub(record, "extraRecordData")
             for element in extra:
                 extra_holder.append(element)
+        if identifier and self.v2:
+            record.append(_identifier(identifier))
 
     def version_element(self, parent: etree._Element) -> None:
         if not self.v2:
@@ -213,8 +219,7 @@ def write_search_retrieve(version: str, result: SearchRetrieveResult, echoed: Ec
                 diagnostic = w.diagnostic(holder, entry.diagnostic)
                 w.record(records, DIAGNOSTIC_SCHEMA, diagnostic, "xml", entry.position, ())
             else:
-                w.record(records, entry.schema, entry.data, escaping, entry.position,
-                         [_identifier(entry.identifier)] + entry.extra if entry.identifier else entry.extra)
+                w.record(records, entry.schema, entry.data, escaping, entry.position, entry.extra, entry.identifier)
     if result.next_record_position is not None:
         w.sub(root, "nextRecordPosition", result.next_record_position)
     if echoed is not None:
