@@ -441,3 +441,15 @@ def test_zoomsh_piggyback_needs_no_present(server):
     assert re.search(r"searchResponse \{[^}]*numberOfRecordsReturned 2", log)
     assert "presentRequest" not in log
     assert done.stdout.count("0 database=union syntax=USmarc") >= 1 and "1 database=union syntax=USmarc" in done.stdout
+
+
+async def test_scan_preferred_position(catalogue):
+    async with running_server(catalogue) as server:
+        async with Z3950Client("127.0.0.1", server.port, database="union") as client:
+            first = await client.scan("@attr 1=4 图书馆", count=5, position=1)
+            middle = await client.scan("@attr 1=4 图书馆", count=5, position=3)
+            assert first.position_of_term == 1 and middle.position_of_term == 3
+            assert [e.term for e in middle.entries][2:] == [e.term for e in first.entries][:3]
+            assert middle.entries[1].term < "图书馆" <= middle.entries[2].term
+            library = await client.scan("@attr 1=1044 GR", count=50, databases=["union"])
+            assert {"gr", "gr-dw"} <= {e.term for e in library.entries}
