@@ -40,6 +40,9 @@ RECORD_TERMINATOR = 0x1D
 FIELD_TERMINATOR = 0x1E
 SUBFIELD_DELIMITER = 0x1F
 _CHUNK = 1 << 16
+# Far beyond any real record (ISO 2709 caps them at 99,999 bytes; oversize exports reach a few
+# hundred KB): input without a terminator for this long is reported in pieces of this size.
+_MAX_UNTERMINATED = 1 << 24
 # Bytes some exports put between records: line breaks, padding, DOS end-of-file, stray terminators.
 _BETWEEN_RECORDS = b"\r\n\x00 \x1a\x1d"
 
@@ -212,12 +215,14 @@ def _iso2709_chunks(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
         search_from = 0
         while True:
             end = buffer.find(RECORD_TERMINATOR, search_from)
-            if end >= 0:
+            if end >= 0 or len(buffer) >= _MAX_UNTERMINATED:
                 break
             search_from = len(buffer)
             if not fill():
                 break
-        cut = end + 1 if end >= 0 else len(buffer)
+        if end >= _MAX_UNTERMINATED:
+            end = -1
+        cut = end + 1 if end >= 0 else min(len(buffer), _MAX_UNTERMINATED)
         inner = _embedded_record_start(buffer, cut) if end >= 0 else None
         if inner is not None:
             # A truncated record followed by a whole one: report them separately.

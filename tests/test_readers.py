@@ -577,3 +577,15 @@ def test_every_malformed_file_reads_to_the_end(path):
     if path.suffix == ".mrc":
         data = path.read_bytes()
         assert sum(r.raw.count(b"\x1d") for r in results) == data.rstrip(b"\x1d\x00\r\n ").count(b"\x1d") + 1
+
+
+def test_input_without_terminators_is_reported_in_bounded_pieces(monkeypatch):
+    import indexer.readers as readers
+
+    monkeypatch.setattr(readers, "_MAX_UNTERMINATED", 1 << 16)
+    noise = bytes(range(33, 127)) * 3000  # ~280 KB, no record terminator anywhere
+    good = ours(LOC)[0].raw
+    results = ours(io.BytesIO(noise + good))
+    assert all(len(r.raw) <= 1 << 16 for r in results[:-1])
+    assert not any(r.ok for r in results[:-1])
+    assert b"".join(r.raw for r in results[:-1]) + results[-1].raw == noise + good
