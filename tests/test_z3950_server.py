@@ -8,7 +8,6 @@ import hashlib
 import importlib.metadata
 import re
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from lxml import etree
