@@ -475,12 +475,14 @@ class Z3950TargetAdapter(TargetAdapter):
                 if not records:
                     if page.diagnostics:
                         raise TargetDiagnostic("; ".join(f"Bib-1 {d}" for d in page.diagnostics))
-                    return
+                    break
                 for entry in records:
                     answer.records.append(self._record(position, entry))
                     position += 1
-        finally:
-            await _close_quickly(client)
+        except BaseException:
+            await _close_quickly(client, 0.05)   # failed or cancelled: do not wait on the target
+            raise
+        await _close_quickly(client, 0.5)
 
     def _record(self, position: int, entry: P.NamePlusRecord) -> RemoteRecord:
         record = entry.record
@@ -496,10 +498,10 @@ class Z3950TargetAdapter(TargetAdapter):
         return self.reader.from_iso2709(position, content)
 
 
-async def _close_quickly(client: Z3950Client) -> None:
-    """Close politely if the target answers at once; the connection is dropped either way."""
+async def _close_quickly(client: Z3950Client, patience: float) -> None:
+    """Close politely if the target answers within `patience`; the connection is dropped either way."""
     try:
-        await asyncio.wait_for(client.close(), 0.5)
+        await asyncio.wait_for(client.close(), patience)
     except (asyncio.TimeoutError, OSError, P.Z3950Error):
         return
 

@@ -1,0 +1,124 @@
+"""Federation under failing targets, all real sockets on loopback: a target that accepts and
+never answers, one that refuses connections, one that sends garbage, slow ones (a delaying
+proxy in front of zebrasrv). The answer must come within the deadline plus a small margin,
+with the healthy sources' results, and name every failed target with its reason."""
+from __future__ import annotations
+
+import time
+
+from federation.rules import CircuitBreaker, Target
+from federation_peers import refused_port, start_garbage_peer, start_silent_peer, start_slow_proxy
+from indexer.query import Clause, Relation
+from test_federation import city_targets, federation, setup, store, title, zebra  # noqa: F401 (fixtures)
+
+DEADLINE = 1.5
+MARGIN = 0.5
+
+
+def by_code(outcome) -> dict[str, dict]:
+    return {s["code"]: s for s in outcome.extra["targets"]}
+
+
+def warning_for(outcome, code: str) -> str:
+    texts = [text for _, text in outcome.warnings if f"target {code} " in text]
+    assert len(texts) == 1, outcome.warnings
+    return texts[0]
+
+
+async def test_every_failure_at_once_within_the_deadline(setup, store, zebra):  # noqa: F811
+    async with start_silent_peer() as silent, start_garbage_peer() as garbage, \
+            start_slow_proxy(zebra.host, zebra.port, 0.1) as slow, \
+            start_slow_proxy(zebra.host, zebra.port, 5.0) as too_slow:
+        closed = refused_port()
+        targets = [
+            city_targets(zebra)[0],
+            Target("SILENTZ", "never answers (Z39.50)", "z3950", f"tcp:{silent.address}/db", timeout=10),
+            Target("SILENTS", "never answers (SRU)", "sru", f"http://{silent.address}/db", timeout=10),
+            Target("REFUSEDZ", "refuses (Z39.50)", "z3950", f"tcp:127.0.0.1:{closed}/db", timeout=10),
+            Target("REFUSEDS", "refuses (SRU)", "sru", f"http://127.0.0.1:{closed}/db", timeout=10),
+            Target("GARBAGEZ", "garbage (Z39.50)", "z3950", f"tcp:{garbage.address}/db", timeout=10),
+            Target("GARBAGES", "garbage (SRU)", "sru", f"http://{garbage.address}/db", timeout=10),
+            Target("SLOW", "slow but in time", "z3950", f"tcp:{slow.address}/Default", timeout=10),
+            Target("TOOSLOW", "slower than the deadline", "z3950", f"tcp:{too_slow.address}/Default", timeout=10),
+        ]
+        fed = federation(store, targets, deadline=DEADLINE)
+        try:
+            started = time.monotonic()
+            outcome = await fed.search(title("religion"), limit=100)
+            elapsed = time.monotonic() - started
+        finally:
+            await fed.aclose()
+    assert elapsed < DEADLINE + MARGIN
+    statuses = by_code(outcome)
+    city_hits = len(setup.hits("religion", lambda n: n % 3 != 0))
+    assert statuses["DYZ"]["state"] == "ok" and statuses["DYZ"]["fetched"] == city_hits
+    assert statuses["SLOW"]["state"] == "ok" and statuses["SLOW"]["hits"] == city_hits
+    assert statuses["union"]["state"] == "ok"
+    # The healthy sources' works are all there.
+    assert outcome.total == len(outcome.records) == len(setup.expected_works("religion"))
+    assert outcome.precision == "minimum"
+    for code in ("SILENTZ", "SILENTS", "TOOSLOW"):
+        assert statuses[code]["state"] == "timeout", statuses[code]
+        assert "within" in warning_for(outcome, code)
+    for code in ("REFUSEDZ", "REFUSEDS", "GARBAGEZ", "GARBAGES"):
+        assert statuses[code]["state"] == "failed", statuses[code]
+    assert "cannot connect" in warning_for(outcome, "REFUSEDZ")
+    assert "Connect" in warning_for(outcome, "REFUSEDS")
+    assert "connection failed" in warning_for(outcome, "GARBAGEZ")
+    assert "GARBAGES" in warning_for(outcome, "GARBAGES")
+    assert all(code == 58 for code, _ in outcome.warnings)
+    assert len(outcome.warnings) == 7
+
+
+async def test_a_target_timeout_shorter_than_the_deadline(store, zebra):  # noqa: F811
+    async with start_slow_proxy(zebra.host, zebra.port, 1.0) as slow:
+        fed = federation(store, [Target("SLOW", "slow", "z3950", f"tcp:{slow.address}/Default", timeout=0.4)],
+                         deadline=5)
+        try:
+            started = time.monotonic()
+            outcome = await fed.search(title("sonata"), limit=10)
+            elapsed = time.monotonic() - started
+        finally:
+            await fed.aclose()
+    assert elapsed < 0.4 + MARGIN
+    status = by_code(outcome)["SLOW"]
+    assert status["state"] == "timeout" and status["error"] == "no answer within 0.4 s"
+    assert by_code(outcome)["union"]["state"] == "ok" and outcome.records
+
+
+async def test_transport_failures_are_retried(store):  # noqa: F811
+    async with start_garbage_peer() as garbage:
+        fed = federation(store, [Target("GARBAGE", "garbage", "z3950", f"tcp:{garbage.address}/db", retries=2)])
+        try:
+            outcome = await fed.search(title("sonata"), limit=10)
+        finally:
+            await fed.aclose()
+        assert garbage.connections == 3
+    assert by_code(outcome)["GARBAGE"]["state"] == "failed"
+
+
+async def test_circuit_breaker_skips_a_failing_target_then_probes_it(store):  # noqa: F811
+    now = [0.0]
+    async with start_garbage_peer() as garbage:
+        target = Target("GARBAGE", "garbage", "z3950", f"tcp:{garbage.address}/db", retries=0,
+                        circuit_breaker=CircuitBreaker(failures=2, reset_seconds=30))
+        fed = federation(store, [target])
+        fed.clock = lambda: now[0]
+
+        async def search(word: str):
+            return by_code(await fed.search(Clause("title", Relation.PHRASE, word), limit=1))["GARBAGE"]
+
+        try:
+            assert (await search("sonata"))["state"] == "failed"
+            assert (await search("religion"))["state"] == "failed"
+            assert garbage.connections == 2
+            skipped = await search("economics")
+            assert skipped["state"] == "skipped" and "circuit breaker open" in skipped["error"]
+            assert garbage.connections == 2
+            now[0] += 31
+            assert (await search("directory"))["state"] == "failed"     # the probe
+            assert garbage.connections == 3
+            assert (await search("teacher"))["state"] == "skipped"      # the failed probe reopened it
+            assert garbage.connections == 3
+        finally:
+            await fed.aclose()
