@@ -105,21 +105,21 @@ async def test_metrics_count_sru_and_api_requests(aiohttp_client, store, network
     service = SearchService(network, table, store)
     metrics = Metrics()
     client = await aiohttp_client(create_app(service, extensions=[observability(service, metrics)]))
+    hub = network.hub
 
     for query in ("dc.title=图书馆", "dc.creator=鲁迅 or dc.subject=农业"):
         response = await client.get("/sru/union", params={
             "version": "1.2", "operation": "searchRetrieve", "query": query, "maximumRecords": "10"})
         assert response.status == 200
         assert "searchRetrieveResponse" in await response.text()
-    hub = network.hub
     response = await client.get(f"/sru/{hub}", params={"version": "1.2", "operation": "searchRetrieve",
                                                         "query": "dc.title="})
     assert "info:srw/diagnostic/1/" in await response.text()
     response = await client.get("/sru/union", params={"version": "1.2", "operation": "searchRetrieve",
                                                        "query": "((dc.title=a"})
     assert "info:srw/diagnostic/1/13" in await response.text()
-    response = await client.post("/sru/union", data={"version": "1.2", "operation": "scan",
-                                                      "scanClause": "dc.title=a"})
+    response = await client.post(f"/sru/{hub}", data={"version": "1.2", "operation": "scan",
+                                                       "scanClause": "dc.title=a"})
     assert "scanResponse" in await response.text()
     response = await client.get("/sru")
     assert "explainResponse" in await response.text()
@@ -137,7 +137,7 @@ async def test_metrics_count_sru_and_api_requests(aiohttp_client, store, network
 
     assert value(parsed, "union_requests_total", protocol="sru", operation="searchRetrieve", database="union") == 3
     assert value(parsed, "union_requests_total", protocol="sru", operation="searchRetrieve", database=hub) == 1
-    assert value(parsed, "union_requests_total", protocol="sru", operation="scan", database="union") == 1
+    assert value(parsed, "union_requests_total", protocol="sru", operation="scan", database=hub) == 1
     assert value(parsed, "union_requests_total", protocol="sru", operation="explain", database="union") == 1
     assert value(parsed, "union_requests_total", protocol="api", operation="libraries", database="-") == 1
     assert value(parsed, "union_requests_total", protocol="api", operation="record", database="-") == 1
