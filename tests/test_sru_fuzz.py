@@ -1,10 +1,11 @@
-"""Fuzzing the live SRU server: random and mutated CQL, and random parameter values, never give a
-500, a non-XML body or a hang; every answer is a well-formed SRU response."""
+"""Fuzzing the live SRU server: random and mutated CQL, random parameter values and random or cut
+SOAP requests never give a 500, a non-XML body or a hang; every answer is a well-formed SRU response."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 from urllib.parse import quote
+from xml.sax.saxutils import escape
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -90,3 +91,22 @@ PARAMETERS = ["version", "operation", "query", "startRecord", "maximumRecords", 
                               max_size=6))
 def test_random_parameters(server, params):
     check(server, "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in params.items()))
+
+
+def soap_body(fields: dict[str, str], operation: str) -> bytes:
+    inner = "".join(f"<srw:{name}>{value}</srw:{name}>" for name, value in fields.items())
+    return (f'<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body>'
+            f'<srw:{operation} xmlns:srw="http://www.loc.gov/zing/srw/">{inner}</srw:{operation}>'
+            f"</SOAP-ENV:Body></SOAP-ENV:Envelope>").encode("utf-8")
+
+
+@FUZZ
+@given(fields=st.dictionaries(st.sampled_from(PARAMETERS[:8] + ["scanClause"]), st.text(max_size=20), max_size=5),
+       operation=st.sampled_from(["searchRetrieveRequest", "scanRequest", "explainRequest", "fooRequest"]),
+       cut=st.integers(0, 400))
+def test_random_soap_requests(server, fields, operation, cut):
+    body = soap_body({k: escape(v) for k, v in fields.items()}, operation)
+    body = body[:cut] if cut < len(body) and cut % 3 == 0 else body
+    answer = fetch(f"{server.base}/union", body, {"Content-Type": "text/xml"}, timeout=20)
+    assert answer.status == 200, answer.body[:300]
+    assert answer.xml.tag == "{http://schemas.xmlsoap.org/soap/envelope/}Envelope"

@@ -83,7 +83,7 @@ async def _serve(args: argparse.Namespace, network, table, settings) -> int:
     z3950 = None
     try:
         service = SearchService(network, table, store)
-        runner = web.AppRunner(create_app(service), access_log=None)
+        runner = web.AppRunner(create_app(service))
         await runner.setup()
         site = web.TCPSite(runner, args.http[0], args.http[1])
         await site.start()
