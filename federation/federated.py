@@ -36,7 +36,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-import aiohttp
 from lxml import etree
 
 from federation.search import Database, SearchOutcome
@@ -46,6 +45,7 @@ from federation.targets import (
     TargetAnswer,
     TargetDiagnostic,
     TargetFailure,
+    SharedSession,
     create_adapter,
 )
 from indexer.analysis import exact_key, index_tokens, query_tokens, year_of
@@ -190,7 +190,7 @@ class FederatedSearch:
         self.policy = network.to_ingest_policy()
         self.match_points = tuple(network.rules.match_points)
         self._analyze = contribution_analyzer(table)
-        self._session = aiohttp.ClientSession()
+        self._session = SharedSession()
         self._remotes: list[_Remote] = []
         for target in network.targets:
             if not target.enabled:

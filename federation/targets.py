@@ -378,9 +378,27 @@ class TargetAdapter:
         return None
 
 
+class SharedSession:
+    """One aiohttp client session for every SRU target (connection pooling), opened on first use
+    so that it is created inside the running event loop."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 class SRUTargetAdapter(TargetAdapter):
     def __init__(self, target: TargetLike, table: IndexTable, policy: IngestPolicy,
-                 environ: Mapping[str, str] | None = None, session: aiohttp.ClientSession | None = None):
+                 environ: Mapping[str, str] | None = None, session: SharedSession | None = None):
         super().__init__(target, table, policy, environ)
         self.session = session
 
@@ -390,7 +408,8 @@ class SRUTargetAdapter(TargetAdapter):
     async def search(self, translated: object, answer: TargetAnswer, timeout: float) -> None:
         target = self.target
         client = SRUClient(target.url, version=target.sru_version, timeout=timeout, username=target.username,
-                           password=target_password(target, self.environ), session=self.session)
+                           password=target_password(target, self.environ),
+                           session=self.session.get() if self.session is not None else None)
         schema = target.record_schema or "marcxml"
         try:
             start = 1
@@ -508,7 +527,7 @@ async def _close_quickly(client: Z3950Client, patience: float) -> None:
 
 def create_adapter(target: TargetLike, table: IndexTable, policy: IngestPolicy, *,
                    environ: Mapping[str, str] | None = None,
-                   session: aiohttp.ClientSession | None = None) -> TargetAdapter:
+                   session: SharedSession | None = None) -> TargetAdapter:
     if target.protocol == "sru":
         return SRUTargetAdapter(target, table, policy, environ, session)
     if target.protocol == "z3950":
