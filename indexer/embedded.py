@@ -111,8 +111,7 @@ CREATE TABLE IF NOT EXISTS toks (
 CREATE INDEX IF NOT EXISTS toks_token ON toks (idx, token);
 CREATE INDEX IF NOT EXISTS toks_place ON toks (rid, item, idx, vord, pos);
 CREATE TABLE IF NOT EXISTS facets (idx TEXT NOT NULL, value TEXT NOT NULL, rid INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS facets_value ON facets (idx, value);
-CREATE INDEX IF NOT EXISTS facets_rid ON facets (rid);
+CREATE INDEX IF NOT EXISTS facets_owner ON facets (rid, idx, value);
 CREATE TABLE IF NOT EXISTS sorts (idx TEXT NOT NULL, rid INTEGER NOT NULL, skey, PRIMARY KEY (idx, rid)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sorts_rid ON sorts (rid);
 """
@@ -982,7 +981,9 @@ class EmbeddedStore(Store):
     def _facet(connection: sqlite3.Connection, definition: IndexDefinition, request: FacetRequest) -> Facet:
         counts = dict(
             connection.execute(
-                "SELECT f.value, COUNT(*) FROM facets f JOIN temp.hits h ON h.rid = f.rid WHERE f.idx = ? GROUP BY f.value",
+                # Driven from the hits (CROSS JOIN fixes the order): a few hits cost a few lookups.
+                "SELECT f.value, COUNT(*) FROM temp.hits h CROSS JOIN facets f ON f.rid = h.rid AND f.idx = ? "
+                "GROUP BY f.value",
                 (definition.name,),
             ).fetchall()
         )
