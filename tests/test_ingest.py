@@ -327,11 +327,17 @@ async def test_malformed_files_good_records_in_bad_ones_quarantined(run, store, 
 # -- merging two libraries -----------------------------------------------------------------------------
 
 
+# LoC records (by position) each library holds: they overlap in 60-119.
+ROOM_HOLDS = range(0, 120)
+KOHA_HOLDS = range(60, 180)
+OVERLAP = range(60, 120)
+
+
 @pytest.fixture
 def two_exports(tmp_path, policy, loc_records):
-    """The reading room has LoC records 0-199, the Koha branch 100-299 (two items each)."""
-    room = export(tmp_path / "fy.mrc", policy, READING_ROOM, READING_ROOM, {n: loc_records[n] for n in range(0, 200)})
-    koha = export(tmp_path / "xzbm.mrc", policy, KOHA_BRANCH, "XZBM", {n: loc_records[n] for n in range(100, 300)}, 2)
+    """The reading room's export (one item per record) and the Koha branch's (two items each)."""
+    room = export(tmp_path / "fy.mrc", policy, READING_ROOM, READING_ROOM, {n: loc_records[n] for n in ROOM_HOLDS})
+    koha = export(tmp_path / "xzbm.mrc", policy, KOHA_BRANCH, "XZBM", {n: loc_records[n] for n in KOHA_HOLDS}, 2)
     return room, koha
 
 
@@ -342,8 +348,8 @@ async def test_overlapping_exports_merge_into_one_record_per_work_with_both_hold
     second = await run([koha])
     assert first.files[0].library == READING_ROOM
     assert second.files[0].library == KOHA_BRANCH  # from 952 $a XZBM, a source code of the branch
-    assert first.read == 200 and second.read == 200
-    for n in range(100, 200):
+    assert (first.read, second.read) == (len(ROOM_HOLDS), len(KOHA_HOLDS))
+    for n in OVERLAP:
         record = await record_of(store, READING_ROOM, f"{READING_ROOM}-{n:05d}")
         assert {(c.library, c.source_id) for c in record.contributions} >= {
             (READING_ROOM, f"{READING_ROOM}-{n:05d}"), (KOHA_BRANCH, f"{KOHA_BRANCH}-{n:05d}")}
@@ -356,12 +362,12 @@ async def test_overlapping_exports_merge_into_one_record_per_work_with_both_hold
     await single_store.open()
     try:
         single = Runner(single_store, table, policy, tmp_path / "single-q")
-        alone = export(tmp_path / "alone.mrc", policy, READING_ROOM, READING_ROOM, {n: loc_records[n] for n in range(300)})
+        alone = export(tmp_path / "alone.mrc", policy, READING_ROOM, READING_ROOM, {n: loc_records[n] for n in range(ROOM_HOLDS.start, KOHA_HOLDS.stop)})
         await single([alone])
         assert (await single_store.stats()).records == (await store.stats()).records
     finally:
         await single_store.close()
-    assert second.merged >= 100 and second.added == 200 - second.merged
+    assert second.merged >= len(OVERLAP) and second.added == len(KOHA_HOLDS) - second.merged
 
 
 async def test_batch_size_does_not_change_the_catalogue(run, store, two_exports, tmp_path, table, policy):
@@ -384,28 +390,29 @@ async def test_full_reingest_of_a_smaller_export_removes_exactly_the_withdrawn_h
     room, koha = two_exports
     await run([room, koha])
     before = {r.id: r for r in await all_records(store)}
-    smaller = export(tmp_path / "fy-smaller.mrc", policy, READING_ROOM, READING_ROOM, {n: loc_records[n] for n in range(0, 150)})
+    kept, dropped = range(0, 90), range(90, 120)  # the room no longer has 90-119 (the branch has them)
+    smaller = export(tmp_path / "fy-smaller.mrc", policy, READING_ROOM, READING_ROOM, {n: loc_records[n] for n in kept})
     report = await run([smaller], full=True)
-    assert (report.read, report.unchanged) == (150, 150)
-    assert report.withdrawn == 50
+    assert (report.read, report.unchanged) == (len(kept), len(kept))
+    assert report.withdrawn == len(dropped)
     after = {r.id: r for r in await all_records(store)}
-    withdrawn = {barcode(policy.libraries[READING_ROOM], n * 10) for n in range(150, 200)}
+    withdrawn = {barcode(policy.libraries[READING_ROOM], n * 10) for n in dropped}
     all_before = set().union(*(barcodes_of(r) for r in before.values()))
     all_after = set().union(*(barcodes_of(r) for r in after.values()))
     assert all_before - all_after == withdrawn
-    # Records 150-199 stay: the Koha branch holds them too; none of them lists the room any more.
-    for n in range(150, 200):
+    # Their union records stay: the Koha branch holds them too; none of them lists the room any more.
+    for n in dropped:
         record = await record_of(store, KOHA_BRANCH, f"{KOHA_BRANCH}-{n:05d}")
         assert READING_ROOM not in {c.library for c in record.contributions}
     assert set(after) <= set(before)
-    # The Koha branch's full export without records 250-299: union records held by no one else go.
-    koha_smaller = export(tmp_path / "xzbm-smaller.mrc", policy, KOHA_BRANCH, "XZBM",
-                          {n: loc_records[n] for n in range(100, 250)}, 2)
-    gone = {(await record_of(store, KOHA_BRANCH, f"{KOHA_BRANCH}-{n:05d}")).id for n in range(250, 300)}
+    # The Koha branch's full export without 150-179: union records held by no one else go.
+    kept, dropped = range(60, 150), range(150, 180)
+    koha_smaller = export(tmp_path / "xzbm-smaller.mrc", policy, KOHA_BRANCH, "XZBM", {n: loc_records[n] for n in kept}, 2)
+    gone = {(await record_of(store, KOHA_BRANCH, f"{KOHA_BRANCH}-{n:05d}")).id for n in dropped}
     report = await run([koha_smaller], full=True)
-    assert report.withdrawn == 50 and report.deleted_records == len(gone)
+    assert report.withdrawn == len(dropped) and report.deleted_records == len(gone)
     assert await store.get(sorted(gone)) == [None] * len(gone)
-    assert await store.find_by_contribution(KOHA_BRANCH, [f"{KOHA_BRANCH}-{n:05d}" for n in range(250, 300)]) == {}
+    assert await store.find_by_contribution(KOHA_BRANCH, [f"{KOHA_BRANCH}-{n:05d}" for n in dropped]) == {}
 
 
 async def test_a_deleted_record_withdraws_only_that_record(run_any, any_store, two_exports, tmp_path, policy, loc_records):
@@ -413,8 +420,8 @@ async def test_a_deleted_record_withdraws_only_that_record(run_any, any_store, t
     room, koha = two_exports
     await run([room, koha])
     before = {r.id: r for r in await all_records(store)}
-    target = await record_of(store, READING_ROOM, f"{READING_ROOM}-00150")
-    deleted = library_copy(loc_records[150], f"{READING_ROOM}-00150", [])
+    target = await record_of(store, READING_ROOM, f"{READING_ROOM}-00100")
+    deleted = library_copy(loc_records[100], f"{READING_ROOM}-00100", [])
     deleted.leader = pymarc.Leader(str(deleted.leader)[:5] + "d" + str(deleted.leader)[6:])
     report = await run([write_export(tmp_path / "deletion.mrc", [deleted])], library=READING_ROOM)
     assert (report.read, report.updated) == (1, 1)
@@ -423,8 +430,8 @@ async def test_a_deleted_record_withdraws_only_that_record(run_any, any_store, t
     for record_id, record in after.items():
         if record_id == target.id:
             assert {(c.library, c.source_id) for c in record.contributions} == \
-                {(c.library, c.source_id) for c in before[record_id].contributions} - {(READING_ROOM, f"{READING_ROOM}-00150")}
-            assert barcodes_of(record) == barcodes_of(before[record_id]) - {barcode(policy.libraries[READING_ROOM], 1500)}
+                {(c.library, c.source_id) for c in before[record_id].contributions} - {(READING_ROOM, f"{READING_ROOM}-00100")}
+            assert barcodes_of(record) == barcodes_of(before[record_id]) - {barcode(policy.libraries[READING_ROOM], 1000)}
         else:
             assert record.to_dict() == before[record_id].to_dict()
     again = await run([tmp_path / "deletion.mrc"], library=READING_ROOM)
@@ -519,6 +526,16 @@ def test_cli_fatal_errors_exit_non_zero(tmp_path):
     assert missing.returncode == 1 and "nope.mrc: no such file" in missing.stderr
     unknown = federation("ingest", "--config", str(NETWORK_FILE), "--data-dir", str(tmp_path), "--library", "XX", str(LOC))
     assert unknown.returncode == 1 and "--library XX" in unknown.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(NETWORK_FILE.read_text(encoding="utf-8").replace("hub: GR", "hub: NOPE", 1), encoding="utf-8")
+    bad_config = federation("ingest", "--config", str(broken), "--data-dir", str(tmp_path), str(LOC))
+    assert bad_config.returncode == 1 and f"{broken}:" in bad_config.stderr
+    # A store that does not answer (nothing listens on port 1 of the loopback).
+    no_store = subprocess.run(
+        [str(FEDERATION), "ingest", "--config", str(NETWORK_FILE), "--store", "elasticsearch", str(LOC)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "ELASTICSEARCH_URL": "http://127.0.0.1:1"})
+    assert no_store.returncode == 1 and "unreachable" in no_store.stderr
 
 
 def test_cli_shows_progress_on_a_terminal_only(tmp_path):
