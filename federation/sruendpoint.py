@@ -335,12 +335,19 @@ class SRUEndpoint:
             raise SRUDiagnostic(120, str(sru.response_position), f"responsePosition must be 0..{count + 1}")
         start_key = definition.query_key(clause.term)
         if sru.response_position == 0:
+            # The list starts just after the start term.
             found = await self.service.scan(database.name, StoreScanRequest(definition.name, clause.term, count + 1, 1))
-            terms = [t for t in found if t.key != start_key][:count] if found and found[0].key == start_key else found[:count]
+            index_ended = len(found) < count + 1
+            terms = found[1:] if found and found[0].key == start_key else found[:count]
+            at_first = False
         else:
             terms = await self.service.scan(database.name, StoreScanRequest(
                 definition.name, clause.term, count, sru.response_position))
-        results = [ScanTermResult(t.key, t.count, t.key) for t in terms]
+            before = sum(1 for t in terms if t.key < start_key)
+            at_first = before < sru.response_position - 1   # fewer keys before the start than asked: the index begins here
+            index_ended = len(terms) < count
+        results = [ScanTermResult(t.key, t.count, t.key, _where_in_list(n, len(terms), at_first, index_ended))
+                   for n, t in enumerate(terms)]
         return write_scan(sru.version, results, echoed, stylesheet=sru.stylesheet)
 
     # -- explain --------------------------------------------------------------------------
@@ -349,6 +356,15 @@ class SRUEndpoint:
         info = explain_info(self.service, self.settings, database, host, port, sru.version)
         return write_explain(sru.version, explain_element(info), escaping=sru.record_xml_escaping,
                              stylesheet=sru.stylesheet)
+
+
+def _where_in_list(n: int, length: int, at_first: bool, at_last: bool) -> str:
+    """SRU whereInList of the n-th of `length` scan terms."""
+    first = n == 0 and at_first
+    last = n == length - 1 and at_last
+    if first and last:
+        return "only"
+    return "first" if first else "last" if last else "inner"
 
 
 def _as_soap(response: web.Response) -> web.Response:

@@ -223,6 +223,18 @@ def test_scan(server):
                         "responsePosition": 3}).xml
     values = [t.findtext("{*}value") for t in root.findall(".//{*}terms/{*}term")]
     assert len(values) == 5 and values[1] < "中" <= values[2]
+    assert [t.findtext("{*}whereInList") for t in root.findall(".//{*}terms/{*}term")] == ["inner"] * 5
+    after = sru(server, {"version": "1.2", "operation": "scan", "scanClause": f'dc.title="{values[2]}"',
+                         "maximumTerms": 2, "responsePosition": 0}).xml
+    assert [t.findtext("{*}value") for t in after.findall(".//{*}terms/{*}term")] == values[3:5]
+    # The ends of the index: the first keys (an empty start) and past the last one.
+    start = sru(server, {"version": "2.0", "operation": "scan", "scanClause": 'net.library=""', "maximumTerms": 3,
+                         "responsePosition": 2}).xml
+    assert start.find(".//{*}terms/{*}term/{*}whereInList").text == "first"
+    end = sru(server, {"version": "2.0", "operation": "scan", "scanClause": "net.library=zz", "maximumTerms": 3,
+                       "responsePosition": 2}).xml
+    where = [t.findtext("{*}whereInList") for t in end.findall(".//{*}terms/{*}term")]
+    assert where == ["last"] and end.findtext(".//{*}terms/{*}term/{*}value") == "gr-xzbm"
 
 
 def test_explain_describes_indexes_schemas_and_databases(server):
