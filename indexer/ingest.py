@@ -244,6 +244,9 @@ class Quarantine:
         }
         self._handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
+    def flush(self) -> None:
+        self._handle.flush()
+
     def close(self) -> None:
         self._handle.flush()
         os.fsync(self._handle.fileno())
@@ -661,6 +664,7 @@ class Pipeline:
                 self.report.quarantined += 1
             else:
                 self.report.count(outcome)
+        self.quarantine.flush()
         self._tick()
 
     async def _decide(self, file: _FileRun, session: MergeSession, entry: _Candidate,

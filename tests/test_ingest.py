@@ -25,6 +25,7 @@ from lxml import etree
 from es_support import es_store
 from test_readers import iso2709
 from federation.rules import load_network
+from indexer.demo import write_demo_data
 from indexer.embedded import EmbeddedStore
 from indexer.extract import control_number
 from indexer.indexes import load_index_table
@@ -436,6 +437,21 @@ async def test_a_deleted_record_withdraws_only_that_record(run_any, any_store, t
             assert record.to_dict() == before[record_id].to_dict()
     again = await run([tmp_path / "deletion.mrc"], library=READING_ROOM)
     assert (again.read, again.unchanged) == (1, 1)
+
+
+async def test_demo_catalogue_merges_into_exactly_the_works_the_generator_made(run, store, policy, tmp_path):
+    """`federation demo-data` knows how many works it spread over the libraries' exports; the
+    ingest must find exactly those works again, with every item."""
+    summary = write_demo_data(policy, tmp_path / "demo", records=300, seed=5)
+    report = await run([tmp_path / "demo"])
+    assert (report.read, report.quarantined) == (300, 0)
+    assert (report.added, report.merged) == (summary.works, 300 - summary.works)
+    assert {Path(f.path).stem: f.library for f in report.files if f.read} == \
+        {code: code for code, output in summary.libraries.items() if output.records}
+    stats = await store.stats()
+    assert (stats.records, stats.items) == (summary.works, summary.items)
+    again = await run([tmp_path / "demo"])
+    assert again.unchanged == 300
 
 
 # -- barcode policy ------------------------------------------------------------------------------------
