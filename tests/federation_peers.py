@@ -87,6 +87,8 @@ class FakePeer:
     host: str
     port: int
     connections: int = 0
+    active: int = 0               # connections open right now
+    most_active: int = 0          # the most that were open at once
 
     @property
     def address(self) -> str:
@@ -159,13 +161,22 @@ async def start_slow_proxy(upstream_host: str, upstream_port: int, delay: float)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer.connections += 1
+        peer.active += 1
+        peer.most_active = max(peer.most_active, peer.active)
         up_reader, up_writer = await asyncio.open_connection(upstream_host, upstream_port)
-        for coroutine in (pipe(reader, up_writer, 0), pipe(up_reader, writer, delay)):
-            task = asyncio.ensure_future(coroutine)
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+        try:
+            await asyncio.gather(pipe(reader, up_writer, 0), pipe(up_reader, writer, delay))
+        finally:
+            peer.active -= 1
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.ensure_future(handle(reader, writer))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await task
+
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
     peer.port = server.sockets[0].getsockname()[1]
     try:
         yield peer

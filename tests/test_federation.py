@@ -29,16 +29,17 @@ from federation.rules import Target, load_network
 from federation.search import SearchService
 from federation.targets import RecordReader, query_to_cql, query_to_rpn
 from federation.z3950service import start_z3950_server
-from federation_peers import start_zebra_sru
+from federation_peers import start_slow_proxy, start_zebra_sru
 from indexer.embedded import EmbeddedStore
 from indexer.indexes import load_index_table
 from indexer.ingest import IngestOptions, ingest
 from indexer.model import MarcFormat
-from indexer.query import And, AndNot, Clause, Or, Relation
+from indexer.extract import analyse
+from indexer.query import And, AndNot, Clause, Or, Relation, SearchRequest
 from indexer.readers import read_records
 from peers import start_yaz_ztest
 from protocols.sru import SearchRetrieveResult, SRUDiagnostic, write_search_retrieve
-from protocols.sru.client import parse_search_retrieve
+from protocols.sru.client import SRUClient, SRUClientError, parse_search_retrieve
 from protocols.z3950 import pdu as P
 from protocols.z3950.client import Z3950Client
 from protocols.z3950.pqf import to_pqf
@@ -386,3 +387,118 @@ def test_recorded_sru_responses_parse():
             version, SearchRetrieveResult(0, diagnostics=[SRUDiagnostic(16, "net.place")]), None)))
         assert failed.fatal and [d.code for d in failed.diagnostics] == [16]
         assert failed.diagnostics[0].details == "net.place"
+
+
+# -- concurrency --------------------------------------------------------------------------------
+
+
+async def test_identical_concurrent_searches_share_one_fan_out(setup, store, zebra):
+    async with start_slow_proxy(zebra.host, zebra.port, 0.1) as slow:
+        fed = federation(store, [Target("SLOW", "city via a slow link", "z3950", f"tcp:{slow.address}/Default")])
+        try:
+            outcomes = await asyncio.gather(*(fed.search(title("sonata"), offset=n, limit=1) for n in range(4)))
+        finally:
+            await fed.aclose()
+        assert slow.connections == 1
+    assert len({o.extra["result_set_id"] for o in outcomes}) == 1
+    assert len({o.records[0].id for o in outcomes}) == 4
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+async def test_requests_per_target_are_limited(store, zebra, limit):
+    async with start_slow_proxy(zebra.host, zebra.port, 0.1) as slow:
+        target = Target("SLOW", "city via a slow link", "z3950", f"tcp:{slow.address}/Default", max_concurrent=limit)
+        fed = federation(store, [target])
+        try:
+            outcomes = await asyncio.gather(*(fed.search(title(word), limit=1) for word in WORDS))
+        finally:
+            await fed.aclose()
+        assert slow.connections == len(WORDS)
+        assert slow.most_active == limit
+    assert all(o.extra["targets"][1]["state"] == "ok" for o in outcomes)
+
+
+# -- the SRU client against two servers ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2", "2.0"])
+async def test_sru_client_against_the_projects_own_server(store, version):
+    table = load_index_table()
+    service = SearchService(load_network(NETWORK), table, store)
+    expected = await store.search(SearchRequest(title("economics"), limit=100))
+    server = TestServer(create_app(service))
+    await server.start_server()
+    try:
+        url = str(server.make_url("/sru/union"))
+        async with SRUClient(url, version=version) as client:
+            ids: list[str] = []
+            start = 1
+            while True:
+                page = await client.search_retrieve("dc.title = economics", start_record=start, maximum_records=7,
+                                                    record_packing="string" if start > 1 else "xml")
+                assert page.version == version and page.number_of_records == expected.total
+                assert all(r.data is not None and etree.QName(r.data).localname == "record" for r in page.records)
+                ids.extend(r.identifier for r in page.records)
+                if page.next_record_position is None:
+                    break
+                start = page.next_record_position
+            assert ids == expected.ids
+            failed = await client.search_retrieve("dc.title = ")
+            assert failed.fatal and failed.diagnostics[0].code == 10
+            scan = await client.scan("dc.title = economics", maximum_terms=3)
+            assert scan.terms and scan.terms[0].value.startswith("economics")
+            assert etree.QName(await client.explain()).localname == "explainResponse"
+    finally:
+        await server.close()
+
+
+async def test_sru_client_against_zebra(setup, zebra):
+    async with SRUClient(zebra.sru_url, version="1.2") as client:
+        answer = await client.search_retrieve("dc.title = religion", maximum_records=3, record_schema="marcxml")
+        assert answer.number_of_records == len(setup.hits("religion", on_city_side))
+        assert [r.position for r in answer.records] == [1, 2, 3]
+        scan = await client.scan("dc.title = religion", maximum_terms=5)
+        assert any(term.value == "religion" and term.number_of_records for term in scan.terms)
+    async with SRUClient(f"http://{zebra.host}:{zebra.port}/nosuchdb", timeout=0.5) as client:
+        with pytest.raises(SRUClientError):
+            await client.search_retrieve("dc.title = religion")
+
+
+# -- record decoding per target encoding -------------------------------------------------------------
+
+
+def gb18030_iso2709(record: Record) -> bytes:
+    """A record as a GB18030 ISO 2709 export writes it (what Chinese library systems send)."""
+    directory, data = b"", b""
+    for field in record.get_fields():
+        if field.is_control_field():
+            body = field.data.encode("gb18030") + b"\x1e"
+        else:
+            body = "".join(field.indicators).encode("gb18030") + b"".join(
+                b"\x1f" + sub.code.encode("ascii") + sub.value.encode("gb18030") for sub in field.subfields) + b"\x1e"
+        directory += field.tag.encode("ascii") + b"%04d%05d" % (len(body), len(data))
+        data += body
+    directory += b"\x1e"
+    leader = str(record.leader)
+    base = 24 + len(directory)
+    total = base + len(data) + 1
+    return f"{total:05d}{leader[5:9]} 22{base:05d}{leader[17:20]}4500".encode("ascii") + directory + data + b"\x1d"
+
+
+@pytest.mark.parametrize("source, encoding, fmt", [
+    ("marc21/one-marc8.mrc", "marc8", "marc21"),
+    ("cnmarc/dp2_sru_sample_cnmarcxml.iso", "utf-8", "cnmarc"),
+    ("cnmarc/dp2_sru_sample_cnmarcxml.iso", "gb18030", "cnmarc"),
+])
+def test_remote_records_are_read_like_ingested_ones(source, encoding, fmt):
+    table = load_index_table()
+    reader = RecordReader(Target("DYZ", "city", "z3950", "tcp:127.0.0.1:1/db", format=fmt, encoding=encoding),
+                          table, load_network(NETWORK).to_ingest_policy())
+    for result in read_records(ROOT / "fixtures" / source):
+        data = gb18030_iso2709(result.record) if encoding == "gb18030" else result.raw
+        remote = reader.from_iso2709(result.position, data)
+        assert remote.error == "", remote.error
+        ingested = analyse(result.record, result.format, table)
+        assert remote.incoming.analysis == ingested
+        assert remote.incoming.contribution.marc["fields"] == result.record.as_dict()["fields"]
+        assert remote.incoming.contribution.format.value == fmt

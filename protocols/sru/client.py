@@ -301,7 +301,12 @@ def _record(record: etree._Element) -> ClientRecord:
     schema = _text(record, "recordSchema") or ""
     packing = _text(record, "recordPacking") or _text(record, "recordXMLEscaping") or "xml"
     position = _int(record, "recordPosition")
+    # The record's identifier: `recordIdentifier` in the record (2.0) or inside extraRecordData (1.x).
     identifier = _text(record, "recordIdentifier") or ""
+    extra = _child(record, "extraRecordData")
+    if not identifier and extra is not None:
+        found = next((e for e in extra.iter() if _local(e) == "recordIdentifier" and e.text), None)
+        identifier = found.text.strip() if found is not None else ""
     holder = _child(record, "recordData")
     data: etree._Element | None = None
     if holder is not None:
