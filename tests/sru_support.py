@@ -163,8 +163,11 @@ def input_records(catalogue: Catalogue) -> list[InputRecord]:
 class SRUServer:
     """The SRU application over an embedded store, served from a thread with its own loop."""
 
-    def __init__(self, catalogue: Catalogue):
+    def __init__(self, catalogue: Catalogue, *, elasticsearch: bool = False):
+        """Over the catalogue's embedded store; or, with `elasticsearch`, over an Elasticsearch store
+        (tests/es_support.py: the osmem stand-in or ELASTICSEARCH_URL) the same inputs are ingested into."""
         self.catalogue = catalogue
+        self.elasticsearch = elasticsearch
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.port = 0
@@ -200,15 +203,38 @@ class SRUServer:
         self.loop.close()
 
     async def _main(self) -> None:
-        from aiohttp import web
-
-        store = None
-        runner = None
-        try:
-            network = load_network(NETWORK)
+        if not self.elasticsearch:
             table = load_index_table()
             store = EmbeddedStore(self.catalogue.store_dir, table)
             await store.open()
+            try:
+                await self._serve(table, store)
+            finally:
+                await store.close()
+            return
+        from es_support import es_store
+
+        table = load_index_table()
+        try:
+            async with es_store(table) as store:
+                network = load_network(NETWORK)
+                report = await ingest(self.catalogue.inputs, store, table, network.to_ingest_policy(),
+                                      IngestOptions(quarantine_path=self.catalogue.directory / "es-quarantine.jsonl"))
+                assert report.reconciled and report.quarantined == 0, report.to_json()
+                await store.refresh()
+                await self._serve(table, store)
+        except BaseException as error:
+            if not self.ready.is_set():
+                self._error = error
+                self.ready.set()
+            raise
+
+    async def _serve(self, table, store) -> None:
+        from aiohttp import web
+
+        runner = None
+        try:
+            network = load_network(NETWORK)
             self.service = SearchService(network, table, store)
             runner = web.AppRunner(create_app(self.service))
             await runner.setup()
@@ -225,7 +251,6 @@ class SRUServer:
             await self._stop.wait()
         finally:
             await runner.cleanup()
-            await store.close()
 
 
 @dataclass
