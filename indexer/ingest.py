@@ -46,12 +46,13 @@ import base64
 import collections
 import datetime
 import hashlib
+import itertools
 import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from pymarc import Record
 
@@ -205,20 +206,20 @@ def library_codes_in(record: Record, policy: IngestPolicy) -> list[str]:
     return []
 
 
-def detect_library(path: Path, policy: IngestPolicy, options: IngestOptions) -> str:
-    """The library owning most items in the file's first records; the hub when none is named."""
+def detect_library(results: Iterator[ReadResult], policy: IngestPolicy) -> tuple[list[ReadResult], str]:
+    """The library owning most items in a file's first records (the hub when none is named),
+    and those records, taken from `results` (read once: the caller goes on with them)."""
+    head = list(itertools.islice(results, LIBRARY_SNIFF_RECORDS))
     counts: collections.Counter[str] = collections.Counter()
     order: dict[str, int] = {}
-    for looked, result in enumerate(read_records(path, format=options.format, encoding=options.encoding), start=1):
+    for result in head:
         if result.record is not None:
             for code in library_codes_in(result.record, policy):
                 counts[code] += 1
                 order.setdefault(code, len(order))
-        if looked >= LIBRARY_SNIFF_RECORDS:
-            break
     if not counts:
-        return policy.hub
-    return max(counts, key=lambda code: (counts[code], -order[code]))
+        return head, policy.hub
+    return head, max(counts, key=lambda code: (counts[code], -order[code]))
 
 
 # -- quarantine -------------------------------------------------------------------------------
@@ -281,8 +282,8 @@ class FileState:
                 self.entries = {}
 
     @staticmethod
-    def key(digest: str, library: str, options: IngestOptions, salt: str) -> str:
-        material = json.dumps([digest, library, options.format and options.format.value, options.encoding, salt])
+    def key(digest: str, options: IngestOptions, salt: str) -> str:
+        material = json.dumps([digest, options.library, options.format and options.format.value, options.encoding, salt])
         return hashlib.sha256(material.encode()).hexdigest()
 
     def get(self, key: str) -> dict | None:
@@ -515,18 +516,17 @@ class Pipeline:
         libraries_read: dict[str, set[str]] = {}
         try:
             for number, path in enumerate(files, start=1):
-                library_code = self.options.library or detect_library(path, self.policy, self.options)
-                summary = FileSummary(str(path), library_code)
-                self.report.files.append(summary)
-                key = FileState.key(file_digest(path), library_code, self.options, self.salt)
+                key = FileState.key(file_digest(path), self.options, self.salt)
                 known = state.get(key)
                 if known is not None and self.options.skip_unchanged_files and not self.options.full:
-                    summary.skipped, summary.read = True, known["records"]
+                    summary = FileSummary(str(path), known["library"], read=known["records"], skipped=True)
+                    self.report.files.append(summary)
                     self.report.read += summary.read
                     self.report.unchanged += summary.read
                     self._tick()
                     continue
-                await self._ingest_file(_FileRun(path, number, self.policy.libraries[library_code], summary))
+                summary = await self._ingest_file(path, number)
+                library_code = summary.library
                 if summary.read == 0:
                     self.report.warn(f"{path}: no MARC records found")
                 if summary.quarantined == 0:
@@ -548,18 +548,26 @@ class Pipeline:
         if self.progress is not None:
             self.progress(self.report)
 
-    async def _ingest_file(self, file: _FileRun) -> None:
-        batch: list[_Prepared] = []
+    async def _ingest_file(self, path: Path, number: int) -> FileSummary:
         try:
-            for result in read_records(file.path, format=self.options.format, encoding=self.options.encoding):
-                batch.append(self.preparer.prepare(file.path, result, file.library))
+            results = read_records(path, format=self.options.format, encoding=self.options.encoding)
+            if self.options.library is not None:
+                head, library_code = [], self.options.library
+            else:
+                head, library_code = detect_library(results, self.policy)
+            file = _FileRun(path, number, self.policy.libraries[library_code], FileSummary(str(path), library_code))
+            self.report.files.append(file.summary)
+            batch: list[_Prepared] = []
+            for result in itertools.chain(head, results):
+                batch.append(self.preparer.prepare(path, result, file.library))
                 if len(batch) >= self.options.batch_size:
                     await self._apply(file, batch)
                     batch = []
         except OSError as error:
-            raise IngestError(f"{file.path}: {error.strerror or error}") from error
+            raise IngestError(f"{path}: {error.strerror or error}") from error
         if batch:
             await self._apply(file, batch)
+        return file.summary
 
     async def _load(self, session: MergeSession, entries: list[_Prepared]) -> None:
         """Load every union record the batch can touch: first those holding the batch's
