@@ -7,8 +7,9 @@ position); the JSON report (`--report`, by default beside the quarantine file) h
 and the quarantine file's path. Progress (records/s) is shown on a terminal.
 
 Files go to `<data dir>/ingest/`: `<run>.quarantine.jsonl`, `<run>.report.json`, and
-`state.json`, the fingerprints of files ingested cleanly, so that a second run over unchanged
-input reads nothing again (`--reread` reads every file anyway).
+`state.json` (`state-elasticsearch-<hash>.json` for an Elasticsearch store), the fingerprints
+of files ingested cleanly, so that a second run over unchanged input reads nothing again
+(`--reread` reads every file anyway).
 
 Exit status: 0 when the run finished (quarantined records are not failures: see the report),
 1 on a fatal error (bad rule set, unreachable store, missing input), 130 when interrupted.
@@ -17,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import sys
 import time
 from pathlib import Path
 from typing import TextIO
 
-from federation.rules import ConfigError, load_network
+from federation.rules import ConfigError, StoreSettings, load_network
 from federation.stores import open_store
 from indexer.indexes import IndexTableError, load_index_table
 from indexer.ingest import IngestError, IngestOptions, IngestReport, default_batch_id, ingest, write_report
@@ -104,6 +106,14 @@ def render_summary(report: IngestReport, elapsed: float, report_path: Path) -> s
     return "\n".join(lines)
 
 
+def state_file_name(settings: StoreSettings) -> str:
+    """One file-state record per store: what went into one store says nothing about another."""
+    if settings.kind == "embedded":
+        return "state.json"
+    identity = f"{settings.url}|{settings.index_prefix}".encode("utf-8")
+    return f"state-{settings.kind}-{hashlib.sha256(identity).hexdigest()[:12]}.json"
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_run(args))
@@ -137,7 +147,7 @@ async def _run(args: argparse.Namespace) -> int:
         full=args.full,
         batch_size=args.batch_size,
         quarantine_path=quarantine_path,
-        state_path=work_dir / "state.json",
+        state_path=work_dir / state_file_name(settings),
         skip_unchanged_files=not args.reread,
         batch_id=run_id,
     )
