@@ -60,6 +60,9 @@ def test_serve_answers_the_issue_example_and_stops_cleanly(tmp_path):
         answer = fetch(f"{match.group(1)}?version=1.2&operation=searchRetrieve&query={quote('dc.title=图书馆')}")
         assert answer.status == 200
         assert int(answer.xml.findtext("{*}numberOfRecords")) == expected
+        federated = fetch(f"{match.group(1)[:-len('union')]}federated?version=1.2&operation=searchRetrieve"
+                          f"&query={quote('dc.title=图书馆')}")
+        assert int(federated.xml.findtext("{*}numberOfRecords")) == expected   # no remote targets enabled
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:

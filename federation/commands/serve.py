@@ -1,5 +1,5 @@
 """`federation serve`: the SRU server (and the Z39.50 server when that part is installed) over
-the network's index store.
+the network's index store, with the `federated` database (union catalogue + remote targets).
 
     federation serve --config config/networks/guangrao.yaml [--data-dir var/guangrao]
                      [--store embedded|elasticsearch] [--http 127.0.0.1:8080] [--z3950 127.0.0.1:2100]
@@ -21,6 +21,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from federation.app import create_app
+from federation.federated import FederatedSearch
 from federation.rules import ConfigError, load_network
 from federation.search import SearchService
 from federation.stores import open_store
@@ -81,8 +82,12 @@ async def _serve(args: argparse.Namespace, network, table, settings) -> int:
     store = await open_store(settings, table)
     runner: web.AppRunner | None = None
     z3950 = None
+    federated = None
     try:
         service = SearchService(network, table, store)
+        # The `federated` database: the union index plus the rule set's enabled remote targets.
+        federated = FederatedSearch(network, table, store, environ=os.environ)
+        federated.register(service)
         runner = web.AppRunner(create_app(service))
         await runner.setup()
         site = web.TCPSite(runner, args.http[0], args.http[1])
@@ -98,6 +103,8 @@ async def _serve(args: argparse.Namespace, network, table, settings) -> int:
             await z3950.wait_closed()
         if runner is not None:
             await runner.cleanup()
+        if federated is not None:
+            await federated.aclose()
         await store.close()
 
 
@@ -125,6 +132,9 @@ async def _start_z3950(service: SearchService, requested: tuple[str, int]):
 def _banner(network, host: str, port: int, z3950_address, examples: bool) -> None:
     base = f"http://{host}:{port}/sru"
     lines = [f"{network.names.zh} ({network.id})", f"SRU:    {base}/union"]
+    targets = [t.code for t in network.targets if t.enabled]
+    lines.append(f"        {base}/federated  (union catalogue + {len(targets)} remote target(s)"
+                 + (f": {', '.join(targets)})" if targets else ")"))
     if z3950_address is not None:
         lines.append(f"Z39.50: tcp:{z3950_address[0]}:{z3950_address[1]}/union")
     else:
