@@ -316,6 +316,7 @@ class SeenSources:
     tells a full ingest what the library no longer sends."""
 
     _CHUNK = 400
+    NOT_TAKEN = 0  # the file number of records read but quarantined
 
     def __init__(self) -> None:
         self._db = sqlite3.connect("")  # a private temporary database, on disk
@@ -323,7 +324,8 @@ class SeenSources:
             "CREATE TABLE seen (library TEXT, source_id TEXT, file INTEGER, PRIMARY KEY (library, source_id)) WITHOUT ROWID")
 
     def add(self, file_number: int, pairs: Iterable[tuple[str, str]]) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, ?)", [(l, s, file_number) for l, s in pairs])
+        verb = "INSERT OR IGNORE" if file_number == self.NOT_TAKEN else "INSERT OR REPLACE"
+        self._db.executemany(f"{verb} INTO seen VALUES (?, ?, ?)", [(l, s, file_number) for l, s in pairs])
 
     def _present(self, library: str, source_ids: Sequence[str], file_number: int | None) -> set[str]:
         present: set[str] = set()
@@ -652,8 +654,9 @@ class Pipeline:
             self.report.read += 1
             if isinstance(entry, _Quarantined):
                 if entry.source_id:
-                    # Sent, though not taken in: a full ingest keeps its previous contribution.
-                    self.seen.add(file.number, [(file.library.code, entry.source_id)])
+                    # Sent, though not taken in: a full ingest keeps its previous contribution. (Not
+                    # as read from this file: a later good record with its control number goes in.)
+                    self.seen.add(SeenSources.NOT_TAKEN, [(file.library.code, entry.source_id)])
                 outcomes.append((entry, None))
             elif isinstance(entry, _Withdrawal):
                 withdrawn = session.withdraw(entry.library, entry.source_id)

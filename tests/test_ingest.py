@@ -484,6 +484,30 @@ async def test_barcode_policy(run, store, policy, tmp_path, loc_records, barcode
             assert kept == {barcode(room, 1), foreign}
 
 
+async def test_a_control_number_repeated_in_a_file_keeps_the_first_record_taken_in(run, store, policy, tmp_path, loc_records):
+    room = policy.libraries[READING_ROOM]
+    foreign = barcode(policy.libraries[KOHA_BRANCH], 7)
+
+    def copy(n: int, *barcodes: str) -> pymarc.Record:
+        return library_copy(loc_records[n], "FY-1", [holdings_field(room, READING_ROOM, b) for b in barcodes])
+
+    records = [
+        copy(0, foreign),              # out of range: quarantined, so not "taken in"
+        copy(0, barcode(room, 1)),     # taken in
+        copy(1, barcode(room, 2)),     # another record under the same number: quarantined
+        copy(0, barcode(room, 1)),     # the record taken in, again: unchanged
+    ]
+    path = write_export(tmp_path / "fy.mrc", records)
+    quarantining = dataclasses.replace(policy, barcode_policy=BarcodePolicy.QUARANTINE)
+    report = await run([path], quarantining)
+    assert (report.read, report.added, report.quarantined, report.unchanged) == (4, 1, 2, 1)
+    reasons = {e["position"]: e["reason"] for e in read_quarantine(report.quarantine)}
+    assert foreign in reasons[1] and "came earlier in this file" in reasons[3]
+    assert barcodes_of(await record_of(store, READING_ROOM, "FY-1")) == {barcode(room, 1)}
+    again = await run([path], quarantining)
+    assert (again.read, again.unchanged, again.quarantined) == (4, 2, 2)
+
+
 # -- re-ingest, ids ------------------------------------------------------------------------------------
 
 
