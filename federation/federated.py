@@ -50,7 +50,7 @@ from federation.targets import (
 )
 from indexer.analysis import exact_key, index_tokens, query_tokens, year_of
 from indexer.extract import contribution_analyzer
-from indexer.indexes import IndexLevel, IndexTable
+from indexer.indexes import IndexLevel, IndexTable, IndexType
 from indexer.model import UnionRecord
 from indexer.query import (
     AndNot,
@@ -79,6 +79,9 @@ STATUS_NS = "urn:union-federation:federation-1.0"
 PARTIAL_RESULTS = 58
 UNSUPPORTED_INDEX = 16
 
+# Source states after which a result set is kept only briefly (the query is worth asking again).
+FAILED_STATES = frozenset({"failed", "timeout", "skipped", "partial"})
+
 # How much a match in each index counts for relevance (others count 1).
 FIELD_WEIGHTS = {"title": 3.0, "creator": 2.0, "subject": 1.5, "series": 1.2, "isbn": 3.0, "issn": 3.0}
 
@@ -87,6 +90,8 @@ FIELD_WEIGHTS = {"title": 3.0, "creator": 2.0, "subject": 1.5, "series": 1.2, "i
 class FederationSettings:
     deadline: float = 10.0            # seconds for the whole request, every source included
     result_set_ttl: float = 300.0     # a result set lives this long after its last use
+    # ... unless a source failed: then a new search soon after asks the targets again.
+    incomplete_result_set_ttl: float = 30.0
     max_result_sets: int = 64         # least recently used sets are dropped beyond this
     local_fetch_limit: int = 500      # union records taken from the local index per search
     include_local: bool = True        # search the union index too (False: remote targets only)
@@ -105,11 +110,6 @@ class SourceStatus:
     seconds: float = 0.0
     error: str = ""
     unreadable: int = 0               # records the target sent that could not be read
-
-    @property
-    def complete(self) -> bool:
-        """Every hit was fetched (the count this source adds is exact)."""
-        return self.state == "ok" and self.hits is not None and self.fetched >= self.hits
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -240,7 +240,7 @@ class FederatedSearch:
             warnings=list(result_set.warnings),
             extra={
                 "result_set_id": result_set.id,
-                "result_set_ttl": int(self.settings.result_set_ttl),
+                "result_set_ttl": int(self.ttl(result_set)),
                 "targets": [status.to_dict() for status in result_set.statuses],
                 "extra_response_data": [status_element(result_set)],
             },
@@ -272,9 +272,13 @@ class FederatedSearch:
                 return result_set
         return None
 
+    def ttl(self, result_set: FederatedResultSet) -> float:
+        failed = any(s.state in FAILED_STATES for s in result_set.statuses)
+        return self.settings.incomplete_result_set_ttl if failed else self.settings.result_set_ttl
+
     def _expire(self) -> None:
         now = self.clock()
-        for key in [k for k, rs in self._result_sets.items() if now - rs.last_used > self.settings.result_set_ttl]:
+        for key in [k for k, rs in self._result_sets.items() if now - rs.last_used > self.ttl(rs)]:
             del self._result_sets[key]
 
     async def result_set_for(self, query: Query, sort: tuple[SortKey, ...]) -> FederatedResultSet:
@@ -457,6 +461,9 @@ class FederatedSearch:
             if record_id is not None:
                 note(record_id, source, rank)
         records = [record for record_id in order if (record := session.record(record_id)) is not None]
+        remote_codes = {remote.target.code for remote, _ in remote_runs}
+        for record in records:
+            _drop_repeated_copies(record, remote_codes)
         return records, origins
 
     async def _load_neighbours(self, session: MergeSession, incoming: list[Incoming]) -> None:
@@ -509,7 +516,7 @@ class FederatedSearch:
         definition = self.table.get(key.index)
         values = self._values(record, key.index)
         if definition is not None and definition.numeric:
-            numbers = [year_of(v) if definition.type.value == "date" else _int(v) for v in values]
+            numbers = [year_of(v) if definition.type is IndexType.DATE else _int(v) for v in values]
             numbers = [n for n in numbers if n is not None]
             return numbers[0] if numbers else None
         if not values:
@@ -582,7 +589,7 @@ class FederatedSearch:
         for record in records:
             values = self._values(record, request.index) if definition is None or definition.level is IndexLevel.ITEM \
                 else list(record.fields.get(request.index, ()))
-            if definition is not None and definition.type.value == "date":
+            if definition is not None and definition.type is IndexType.DATE:
                 values = [str(y) for v in values if (y := year_of(v)) is not None]
             for value in set(values):
                 counts[value] = counts.get(value, 0) + 1
@@ -602,6 +609,28 @@ def _working_copy(record: UnionRecord) -> UnionRecord:
     return dataclasses.replace(record, contributions=list(record.contributions),
                                fields={k: list(v) for k, v in record.fields.items()},
                                match_keys=list(record.match_keys))
+
+
+def _drop_repeated_copies(record: UnionRecord, remote_codes: set[str]) -> None:
+    """A copy a target reports that the record already shows (same library and barcode, e.g. the
+    network's own copy seen through a gateway, or one system configured as two targets) is shown
+    once; so is a target's holdings-only line for a library that already has a copy listed."""
+    seen: set[tuple[str, str]] = set()
+    libraries: set[str] = set()
+    for position, contribution in enumerate(record.contributions):
+        if contribution.library not in remote_codes:
+            seen.update((item.library, item.barcode) for item in contribution.items)
+            libraries.update(item.library for item in contribution.items)
+            continue
+        kept = []
+        for item in contribution.items:
+            repeated = (item.library, item.barcode) in seen if item.barcode else item.library in libraries
+            if not repeated:
+                kept.append(item)
+                seen.add((item.library, item.barcode))
+                libraries.add(item.library)
+        if len(kept) != len(contribution.items):
+            record.contributions[position] = dataclasses.replace(contribution, items=kept)
 
 
 def _int(value: str) -> int | None:

@@ -476,7 +476,9 @@ class Z3950TargetAdapter(TargetAdapter):
                 client.charset = "gb18030"   # no negotiation: terms go in the target's own charset
             syntax = self._syntax()
             try:
-                found = await client.search(translated, preferred_syntax=syntax)  # type: ignore[arg-type]
+                # The first page rides on the search response where the target piggybacks records.
+                found = await client.search(translated, preferred_syntax=syntax,  # type: ignore[arg-type]
+                                            piggyback=min(Z3950_PAGE_SIZE, target.fetch_limit), element_set="F")
             except P.Z3950Error as error:
                 raise TargetFailure(str(error)) from error
             if found.diagnostics or not found.response.search_status:
@@ -484,6 +486,9 @@ class Z3950TargetAdapter(TargetAdapter):
             answer.total = found.count
             wanted = min(found.count, target.fetch_limit)
             position = 1
+            for entry in (found.response.records or [])[:wanted]:
+                answer.records.append(self._record(position, entry))
+                position += 1
             while position <= wanted:
                 count = min(Z3950_PAGE_SIZE, wanted - position + 1)
                 try:

@@ -29,13 +29,13 @@ from federation.rules import Target, load_network
 from federation.search import SearchService
 from federation.targets import RecordReader, query_to_cql, query_to_rpn
 from federation.z3950service import start_z3950_server
-from federation_peers import start_slow_proxy, start_zebra_sru
+from federation_peers import refused_port, start_slow_proxy, start_zebra_sru
 from indexer.embedded import EmbeddedStore
 from indexer.indexes import load_index_table
 from indexer.ingest import IngestOptions, ingest
 from indexer.model import MarcFormat
 from indexer.extract import analyse
-from indexer.query import And, AndNot, Clause, Or, Relation, SearchRequest
+from indexer.query import And, AndNot, Clause, FacetRequest, Or, Relation, SearchRequest
 from indexer.readers import read_records
 from peers import start_yaz_ztest
 from protocols.sru import SearchRetrieveResult, SRUDiagnostic, write_search_retrieve
@@ -502,3 +502,75 @@ def test_remote_records_are_read_like_ingested_ones(source, encoding, fmt):
         assert remote.incoming.analysis == ingested
         assert remote.incoming.contribution.marc["fields"] == result.record.as_dict()["fields"]
         assert remote.incoming.contribution.format.value == fmt
+
+
+# -- facets, result-set lifetime after failures, credentials ---------------------------------------
+
+
+async def test_facets_count_merged_works(setup, store, zebra):
+    fed = federation(store, city_targets(zebra))
+    try:
+        outcome = await fed.search(title("religion"), limit=0, facets=[FacetRequest("library", limit=10)])
+    finally:
+        await fed.aclose()
+    counts = {v.value: v.count for v in outcome.facets[0].values}
+    assert counts[LOCAL_LIBRARY] == len(setup.expected_works("religion", city=False))
+    assert counts["DYZ"] == counts["DYS"] == len(setup.expected_works("religion", local=False))
+    assert outcome.records == [] and outcome.total == len(setup.expected_works("religion"))
+
+
+async def test_a_result_set_with_a_failed_target_is_kept_briefly(store, zebra):
+    now = [0.0]
+    network = dataclasses.replace(load_network(NETWORK), targets=[
+        *city_targets(zebra), Target("GONE", "refuses", "z3950", f"tcp:127.0.0.1:{refused_port()}/db", retries=0)])
+    fed = FederatedSearch(network, load_index_table(), store, clock=lambda: now[0],
+                          settings=FederationSettings(result_set_ttl=300, incomplete_result_set_ttl=20))
+    try:
+        first = await fed.search(title("sonata"), limit=5)
+        assert first.extra["result_set_ttl"] == 20
+        now[0] += 15
+        assert (await fed.search(title("sonata"), offset=5, limit=5)).extra["result_set_id"] == first.extra["result_set_id"]
+        now[0] += 21
+        assert (await fed.search(title("sonata"), limit=5)).extra["result_set_id"] != first.extra["result_set_id"]
+    finally:
+        await fed.aclose()
+
+
+@pytest.mark.parametrize("token, state", [("example-token-GR", "ok"), ("not-the-token", "failed")])
+async def test_credentials_reach_a_z3950_target(setup, store, token, state):
+    """The project's own Z39.50 server, requiring authentication, as a target: the union records come
+    back as USMARC with 852 holdings and merge into themselves."""
+    table = load_index_table()
+    network = load_network(NETWORK)
+    server = await start_z3950_server(SearchService(network, table, store), "127.0.0.1", 0,
+                                      require_authentication=True)
+    try:
+        target = Target("GRZ", "our own Z39.50", "z3950", f"tcp:127.0.0.1:{server.port}/union", username="GR",
+                        password_env="FED_TEST_TOKEN", library_map={LOCAL_LIBRARY: LOCAL_LIBRARY})
+        fed = FederatedSearch(dataclasses.replace(network, targets=[target]), table, store,
+                              environ={"FED_TEST_TOKEN": token})
+        try:
+            outcome = await fed.search(title("religion"), limit=100)
+        finally:
+            await fed.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
+    status = by_code(outcome)["GRZ"]
+    local_works = len(setup.expected_works("religion", city=False))
+    assert status["state"] == state
+    assert outcome.total == local_works
+    if state == "ok":
+        assert status["hits"] == status["fetched"] == local_works
+        for record in outcome.records:
+            assert {c.library for c in record.contributions} == {LOCAL_LIBRARY, "GRZ"}
+            # The same copies seen through the gateway are shown once.
+            local_copies = [i.barcode for c in record.contributions if c.library == LOCAL_LIBRARY for i in c.items]
+            assert sorted(i.barcode for i in record.items) == sorted(local_copies)
+            assert {i.library for i in record.items} == {LOCAL_LIBRARY}
+    else:
+        assert "rejected" in status["error"] and outcome.precision == "minimum"
+
+
+def by_code(outcome) -> dict[str, dict]:
+    return {s["code"]: s for s in outcome.extra["targets"]}
