@@ -4,12 +4,17 @@ proxy in front of zebrasrv). The answer must come within the deadline plus a sma
 with the healthy sources' results, and name every failed target with its reason."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
-from federation.rules import CircuitBreaker, Target
+from federation.federated import FederatedSearch
+from federation.rules import CircuitBreaker, Target, load_network
+from federation.search import SearchService
+from federation.z3950service import start_z3950_server
 from federation_peers import refused_port, start_garbage_peer, start_silent_peer, start_slow_proxy
+from indexer.indexes import load_index_table
 from indexer.query import Clause, Relation
-from test_federation import city_targets, federation, setup, store, title, zebra  # noqa: F401 (fixtures)
+from test_federation import NETWORK, city_targets, federation, setup, store, title, zebra  # noqa: F401 (fixtures)
 
 DEADLINE = 1.5
 MARGIN = 0.5
@@ -122,3 +127,33 @@ async def test_circuit_breaker_skips_a_failing_target_then_probes_it(store):  # 
             assert garbage.connections == 3
         finally:
             await fed.aclose()
+
+
+async def test_a_healthy_probe_closes_the_breaker(store):  # noqa: F811
+    """The project's own Z39.50 server refuses a wrong token until the right one is configured."""
+    now = [0.0]
+    environ = {"FED_TEST_TOKEN": "wrong"}
+    table = load_index_table()
+    network = load_network(NETWORK)
+    server = await start_z3950_server(SearchService(network, table, store), "127.0.0.1", 0,
+                                      require_authentication=True)
+    target = Target("GRZ", "our own Z39.50", "z3950", f"tcp:127.0.0.1:{server.port}/union", username="GR",
+                    password_env="FED_TEST_TOKEN", retries=0, circuit_breaker=CircuitBreaker(failures=2, reset_seconds=10))
+    fed = FederatedSearch(dataclasses.replace(network, targets=[target]), table, store, environ=environ,
+                          clock=lambda: now[0])
+
+    async def state(word: str) -> str:
+        return by_code(await fed.search(Clause("title", Relation.PHRASE, word), limit=1))["GRZ"]["state"]
+
+    try:
+        assert [await state("sonata"), await state("religion"), await state("economics")] == \
+            ["failed", "failed", "skipped"]
+        environ["FED_TEST_TOKEN"] = "example-token-GR"
+        assert await state("directory") == "skipped"
+        now[0] += 10
+        assert await state("teacher") == "ok"          # the probe
+        assert await state("medicine") == "ok"         # closed again: no longer skipped
+    finally:
+        await fed.aclose()
+        server.close()
+        await server.wait_closed()
