@@ -378,8 +378,9 @@ class _Candidate:
     result: ReadResult
     record: Record
     contribution: Contribution
-    # The analysis, made only when the contribution is not unchanged (see Pipeline._analyse).
+    # The analysis, made only when the contribution is not unchanged (`_Preparer.analyse`).
     incoming: Incoming | None = None
+    failure: str = ""  # why the analysis failed
 
     @property
     def key(self) -> tuple[str, str]:
@@ -466,9 +467,14 @@ class _Preparer:
         )
         return _Candidate(result, record, contribution)
 
-    def analyse(self, candidate: _Candidate) -> Incoming:
-        if candidate.incoming is None:
-            analysis: Analysis = analyse(candidate.record, candidate.contribution.format, self.table)
+    def analyse(self, candidate: _Candidate) -> Incoming | None:
+        """The candidate's analysis; None (and `failure` set) if extraction fails on the record."""
+        if candidate.incoming is None and not candidate.failure:
+            try:
+                analysis: Analysis = analyse(candidate.record, candidate.contribution.format, self.table)
+            except Exception as error:  # a record that breaks extraction must not stop the run
+                candidate.failure = f"cannot extract the record: {type(error).__name__}: {error}"
+                return None
             candidate.incoming = Incoming(candidate.contribution, analysis)
         return candidate.incoming
 
@@ -589,7 +595,9 @@ class Pipeline:
             if isinstance(entry, _Candidate):
                 stored = session.contribution(*entry.key)
                 if stored is None or stored.fingerprint != entry.contribution.fingerprint:
-                    changed.append(self.preparer.analyse(entry))
+                    incoming = self.preparer.analyse(entry)
+                    if incoming is not None:
+                        changed.append(incoming)
         await self._load_for(session, changed)
 
     async def _load_for(self, session: MergeSession, incoming: list[Incoming]) -> None:
@@ -697,10 +705,13 @@ class Pipeline:
         self.seen.add(file.number, [key])
         if unchanged:
             return entry, Outcome.UNCHANGED
-        if entry.incoming is None:
+        if entry.incoming is None and not entry.failure:
             # Unchanged when the batch was loaded, no longer (an earlier record withdrew it).
-            await self._load_for(session, [self.preparer.analyse(entry)])
-        assert entry.incoming is not None
+            incoming = self.preparer.analyse(entry)
+            if incoming is not None:
+                await self._load_for(session, [incoming])
+        if entry.incoming is None:
+            return _Quarantined(entry.result, entry.failure, contribution.source_id), None
         return entry, await self._place(session, entry.incoming)
 
     @staticmethod
