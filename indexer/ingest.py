@@ -21,7 +21,8 @@ carry no items).
 Incremental by default: contributions are upserted, a deleted record withdraws that
 library's contribution for it. With `options.full`, the input is the complete export of each
 library it belongs to: after it is read, that library's contributions the input did not
-contain are withdrawn. A union record left without contributions is deleted.
+contain are withdrawn (unless none of its input records could be taken in: then nothing is
+withdrawn and a warning says so). A union record left without contributions is deleted.
 
 A control number that comes again in the same file with a different record is quarantined
 (the first record is kept; the same record again counts unchanged), so that re-running the
@@ -521,7 +522,8 @@ class Pipeline:
             state.clear()
         self.quarantine = Quarantine(self.options.quarantine_path)
         self.seen = SeenSources()
-        libraries_read: dict[str, set[str]] = {}
+        libraries_read: dict[str, set[str]] = {}  # library -> state keys of its files in this run
+        taken_in: collections.Counter[str] = collections.Counter()
         try:
             for number, path in enumerate(files, start=1):
                 key = FileState.key(file_digest(path), self.options, self.salt)
@@ -542,8 +544,15 @@ class Pipeline:
                 else:
                     state.forget(key)
                 libraries_read.setdefault(library_code, set()).add(key)
+                taken_in[library_code] += summary.read - summary.quarantined
             if self.options.full:
                 for library_code, keys in libraries_read.items():
+                    if taken_in[library_code] == 0:
+                        # An export with nothing readable in it is far likelier a wrong file than a
+                        # library without books: withdrawing everything on its word would be a disaster.
+                        self.report.warn(f"full ingest of {library_code}: no record of its input was taken in;"
+                                         " nothing withdrawn")
+                        continue
                     await self._withdraw_unseen(library_code)
                     state.forget_library(library_code, keep=keys)
         finally:

@@ -413,6 +413,12 @@ async def test_full_reingest_of_a_smaller_export_removes_exactly_the_withdrawn_h
     assert report.withdrawn == len(dropped) and report.deleted_records == len(gone)
     assert await store.get(sorted(gone)) == [None] * len(gone)
     assert await store.find_by_contribution(KOHA_BRANCH, [f"{KOHA_BRANCH}-{n:05d}" for n in dropped]) == {}
+    # A "full export" with nothing readable in it withdraws nothing.
+    before = {r.id: r.to_dict() for r in await all_records(store)}
+    report = await run([FIXTURES / "malformed" / "bad_subfield_code.mrc"], full=True, library=KOHA_BRANCH)
+    assert (report.read, report.quarantined, report.withdrawn) == (1, 1, 0)
+    assert any("nothing withdrawn" in warning for warning in report.warnings)
+    assert {r.id: r.to_dict() for r in await all_records(store)} == before
 
 
 async def test_a_deleted_record_withdraws_only_that_record(run_any, any_store, two_exports, tmp_path, policy, loc_records):
