@@ -169,6 +169,7 @@ class _Remote:
 @dataclass
 class _SourceRun:
     status: SourceStatus
+    remote: _Remote | None = None         # None: the local union index
     answer: TargetAnswer = field(default_factory=TargetAnswer)
     task: asyncio.Task | None = None
     local_records: list[UnionRecord] = field(default_factory=list)   # the union index's hits
@@ -307,17 +308,30 @@ class FederatedSearch:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self.settings.deadline
+        runs = self._start(query, sort, deadline)
+        await self._collect(runs, deadline, started)
+        local_records = [r for run in runs if run.remote is None and run.status.state == "ok" for r in run.local_records]
+        records, origins = await self._merge(local_records, [run for run in runs if run.remote is not None])
+        self._rank(records, origins, query, sort)
+        statuses = [run.status for run in runs]
+        total, precision = self._count(records, origins, statuses)
+        return FederatedResultSet(
+            id=f"fed{next(self._ids)}-{secrets.token_hex(3)}", query=query, sort=sort, records=records,
+            total=total, precision=precision, statuses=statuses,
+            warnings=[w for status in statuses if (w := _warning(status)) is not None],
+            seconds=round(loop.time() - started, 3),
+        )
+
+    def _start(self, query: Query, sort: tuple[SortKey, ...], deadline: float) -> list[_SourceRun]:
+        """One run per source, its task started unless the query cannot go there or its breaker is open."""
         runs: list[_SourceRun] = []
-        local_run: _SourceRun | None = None
         if self.settings.include_local:
-            local_run = _SourceRun(SourceStatus(LOCAL_SOURCE, self._network_name(), "local"))
-            local_run.task = asyncio.ensure_future(self._search_local(query, sort, local_run))
-            runs.append(local_run)
-        remote_runs: list[tuple[_Remote, _SourceRun]] = []
+            local = _SourceRun(SourceStatus(LOCAL_SOURCE, self._network_name(), "local"))
+            local.task = asyncio.ensure_future(self._search_local(query, sort, local))
+            runs.append(local)
         for remote in self._remotes:
             target = remote.target
-            run = _SourceRun(SourceStatus(target.code, target.name, target.protocol))
-            remote_runs.append((remote, run))
+            run = _SourceRun(SourceStatus(target.code, target.name, target.protocol), remote=remote)
             runs.append(run)
             try:
                 translated = remote.adapter.translate(query)
@@ -331,42 +345,39 @@ class FederatedSearch:
                                     f"next probe in {remote.breaker.retry_in(now):.0f} s")
                 continue
             run.task = asyncio.ensure_future(self._search_target(remote, translated, run, deadline))
+        return runs
+
+    async def _collect(self, runs: list[_SourceRun], deadline: float, started: float) -> None:
+        """Wait for the sources until the deadline; cancel and report the late ones; judge each target."""
+        loop = asyncio.get_running_loop()
         tasks = [run.task for run in runs if run.task is not None]
+        pending: set[asyncio.Task] = set()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
-        else:
-            pending = set()
         for run in runs:
+            if run.task is None:
+                continue
             if run.task in pending:
-                run.task.cancel()
+                run.task.cancel()       # its connection is dropped as the cancellation unwinds
                 self._background.add(run.task)
                 run.task.add_done_callback(self._background.discard)
-                run.status.state = "timeout"
+                run.status.state = "partial" if run.answer.fetched else "timeout"
                 run.status.error = f"no answer within the deadline of {self.settings.deadline:g} s"
                 run.status.seconds = round(loop.time() - started, 3)
+                run.status.hits = run.answer.total
                 run.breaker_verdict = False
-            elif run.task is not None and not run.task.cancelled() and run.task.exception() is not None:
-                error = run.task.exception()
+            elif not run.task.cancelled() and (error := run.task.exception()) is not None:
                 log.error("federated search: %s failed unexpectedly: %r", run.status.code, error)
                 run.status.state, run.status.error = "failed", f"internal error: {type(error).__name__}: {error}"
-        for remote, run in remote_runs:
+        for run in runs:
+            if run.remote is None:
+                continue
             if run.breaker_verdict is True:
-                remote.breaker.succeeded()
+                run.remote.breaker.succeeded()
             elif run.breaker_verdict is False:
-                remote.breaker.failed(self.clock())
+                run.remote.breaker.failed(self.clock())
             run.status.fetched = run.answer.fetched
             run.status.unreadable = sum(1 for r in run.answer.records if r.incoming is None)
-        local_records = local_run.local_records if local_run is not None and local_run.status.state == "ok" else []
-        records, origins = await self._merge(local_records, remote_runs)
-        self._rank(records, origins, query, sort)
-        statuses = [run.status for run in runs]
-        total, precision = self._count(records, origins, statuses)
-        warnings = [w for status in statuses if (w := _warning(status)) is not None]
-        return FederatedResultSet(
-            id=f"fed{next(self._ids)}-{secrets.token_hex(3)}", query=query, sort=sort, records=records,
-            total=total, precision=precision, statuses=statuses, warnings=warnings,
-            seconds=round(loop.time() - started, 3),
-        )
 
     def _network_name(self) -> str:
         names = getattr(self.network, "names", None)
@@ -432,7 +443,7 @@ class FederatedSearch:
                 await asyncio.sleep(min(0.05 * 2 ** attempt, max(0.0, deadline - loop.time()) / 4))
 
     # -- merging ----------------------------------------------------------------------------
-    async def _merge(self, local_records: list[UnionRecord], remote_runs: list[tuple[_Remote, _SourceRun]]
+    async def _merge(self, local_records: list[UnionRecord], remote_runs: list[_SourceRun]
                      ) -> tuple[list[UnionRecord], dict[str, dict[str, float]]]:
         """Merged records in first-seen order, and each record's sources -> normalized rank (0 best)."""
         session = MergeSession(hub=self.network.hub, match_points=self.match_points, analyze=self._analyze)
@@ -449,10 +460,10 @@ class FederatedSearch:
         for n, record in enumerate(local_records):
             note(record.id, LOCAL_SOURCE, n / max(1, len(local_records)))
         incoming: list[tuple[str, float, Incoming]] = []
-        for remote, run in remote_runs:
+        for run in remote_runs:
             usable = run.answer.usable
             for n, entry in enumerate(usable):
-                incoming.append((remote.target.code, n / max(1, len(usable)), entry))
+                incoming.append((run.status.code, n / max(1, len(usable)), entry))
         if incoming:
             await self._load_neighbours(session, [entry for _, _, entry in incoming])
         for source, rank, entry in incoming:
@@ -461,7 +472,7 @@ class FederatedSearch:
             if record_id is not None:
                 note(record_id, source, rank)
         records = [record for record_id in order if (record := session.record(record_id)) is not None]
-        remote_codes = {remote.target.code for remote, _ in remote_runs}
+        remote_codes = {run.status.code for run in remote_runs}
         for record in records:
             _drop_repeated_copies(record, remote_codes)
         return records, origins
