@@ -342,7 +342,8 @@ def two_exports(tmp_path, policy, loc_records):
 
 
 async def test_overlapping_exports_merge_into_one_record_per_work_with_both_holdings(
-        run, store, two_exports, tmp_path, table, policy, loc_records):
+        run_any, any_store, two_exports, tmp_path, table, policy, loc_records):
+    run, store = run_any, any_store
     room, koha = two_exports
     first = await run([room])
     second = await run([koha])
