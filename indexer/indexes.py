@@ -43,6 +43,7 @@ class Normalizer(str, enum.Enum):
     YEAR = "year"            # the first plausible year
     LANGUAGE = "language"    # three-letter code, lower case
     CLASS_TOP = "class_top"  # the top level of a classification: CLC letter, DDC hundreds
+    CLASS_NUMBER = "class_number"  # a class number without segmentation marks: LC's DDC `620/.0023` -> `620.0023`
 
 
 _SPEC = re.compile(
@@ -156,6 +157,8 @@ class IndexDefinition:
             return code if re.fullmatch(r"[a-z]{3}", code) else None
         if self.normalizer is Normalizer.CLASS_TOP:
             return class_top(value)
+        if self.normalizer is Normalizer.CLASS_NUMBER:
+            return class_number(value)
         if self.value_map:
             mapped = self.value_map.get(value)
             if mapped is None:
@@ -173,11 +176,20 @@ class IndexDefinition:
             normalized = self.normalize_value(term)
             if normalized is not None:
                 return exact_key(normalized)
+        if self.normalizer is Normalizer.CLASS_NUMBER:
+            return exact_key(class_number(term) or term)
         return exact_key(term)
 
     @property
     def numeric(self) -> bool:
         return self.type in (IndexType.NUMBER, IndexType.DATE)
+
+
+def class_number(value: str) -> str | None:
+    """Drops the segmentation marks (`/`, `'`) that the Library of Congress and others put into
+    DDC numbers, so that `620/.0023` is found as `620.0023`."""
+    stripped = re.sub(r"[/'\u2032]", "", value).strip()
+    return stripped or None
 
 
 def class_top(value: str) -> str | None:

@@ -94,7 +94,8 @@ def test_loc_classifications(table):
         fields = extract_fields(record, MarcFormat.MARC21, table)
         for field in record.get_fields("082"):
             for number in field.get_subfields("a"):
-                assert strip_isbd(number) in fields["ddc"]
+                # stored without LC's segmentation marks, so 620.0023 finds 620/.0023
+                assert strip_isbd(number).replace("/", "").replace("'", "") in fields["ddc"]
             seen_ddc += 1
         for field in record.get_fields("050"):
             expected = " ".join(v.strip() for v in field.get_subfields("a", "b"))
