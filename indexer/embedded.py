@@ -401,6 +401,45 @@ class _Compiler:
         text = f"SELECT t0.{owner} FROM toks t0 {' '.join(joins)} WHERE {' AND '.join(conditions)}"
         return _Sql(text, join_params + where_params)
 
+    # -- relevance ----------------------------------------------------------------------------
+    def relevance(self, query: Query) -> list[tuple[int, _Sql]]:
+        """(weight, records matching) pairs whose weights add up to a hit's relevance score.
+
+        Every positive text condition of the query (not under NOT, not NE) adds, for each index
+        it searches (a copy_from index like `anywhere`: each source index), its weight if the
+        phrase occurs there, and a title bonus when the phrase starts the title or is all of it.
+        """
+        scores: list[tuple[int, _Sql]] = []
+        for index, term in self._positive_phrases(query)[:_RELEVANCE_PHRASES]:
+            definition = self.definition(index)
+            for name in definition.copy_from or (definition.name,):
+                source = self.table.get(name)
+                if source is None or source.type is not IndexType.TEXT or source.level is not IndexLevel.RECORD:
+                    continue
+                weight = _RELEVANCE_WEIGHTS.get(name, 1)
+                scores.append((weight, self._phrase(source, "rid", "item = 0", term, False, False)))
+                if name == "title":
+                    scores.append((_TITLE_START_BONUS, self._phrase(source, "rid", "item = 0", term, True, False)))
+                    scores.append((_TITLE_EXACT_BONUS, _Sql(
+                        "SELECT rid FROM vals WHERE idx = ? AND item = 0 AND key = ?", [name, exact_key(term)])))
+        return scores
+
+    def _positive_phrases(self, query: Query) -> list[tuple[str, str]]:
+        if isinstance(query, (And, Or)):
+            return self._positive_phrases(query.left) + self._positive_phrases(query.right)
+        if isinstance(query, AndNot):
+            return self._positive_phrases(query.left)
+        if not isinstance(query, Clause):
+            return []
+        definition = self.table.get(query.index)
+        if definition is None or definition.type is not IndexType.TEXT or definition.level is not IndexLevel.RECORD:
+            return []
+        if query.relation in (Relation.PHRASE, Relation.EXACT):
+            return [(query.index, query.term)] if query_tokens(query.term) else []
+        if query.relation in (Relation.ALL, Relation.ANY):
+            return [(query.index, word) for word in query_words(query.term) if query_tokens(word)]
+        return []
+
     # -- sort -------------------------------------------------------------------------------
     def sort_definitions(self, keys: tuple[SortKey, ...]) -> list[IndexDefinition]:
         definitions = []
@@ -413,6 +452,13 @@ class _Compiler:
 
 
 _ORDERING = {Relation.LT: "<", Relation.LE: "<=", Relation.GT: ">", Relation.GE: ">="}
+
+# Relevance (the order of hits without sort keys): what a reader searching a catalogue expects
+# first is a match in the title, then in the author, then in the subject headings.
+_RELEVANCE_WEIGHTS = {"title": 8, "creator": 5, "subject": 4, "series": 2, "publisher": 2}
+_TITLE_START_BONUS = 3
+_TITLE_EXACT_BONUS = 8
+_RELEVANCE_PHRASES = 8  # phrases of one query that are scored (a long `any` list ranks by its first ones)
 
 
 def _combine(operator: str, left: _Plan, right: _Plan) -> _Plan:
@@ -440,6 +486,8 @@ class _Evaluation:
             "CREATE TEMP TABLE IF NOT EXISTS qsets (node INTEGER NOT NULL, id INTEGER NOT NULL, "
             "PRIMARY KEY (node, id)) WITHOUT ROWID"
         )
+        connection.execute("CREATE TEMP TABLE IF NOT EXISTS hits (rid INTEGER PRIMARY KEY)")
+        connection.execute("CREATE TEMP TABLE IF NOT EXISTS scores (rid INTEGER PRIMARY KEY, score INTEGER NOT NULL)")
 
     def run(self, plan: _Plan) -> int:
         """Evaluates `plan`; returns the node number its ids are stored under."""
@@ -476,7 +524,6 @@ class _Evaluation:
 
     def into_hits(self, plan: _Plan) -> None:
         """Evaluates `plan` into `temp.hits` (rid)."""
-        self.connection.execute("CREATE TEMP TABLE IF NOT EXISTS hits (rid INTEGER PRIMARY KEY)")
         self.connection.execute("DELETE FROM temp.hits")
         if isinstance(plan, _Sql):
             self.connection.execute(f"INSERT OR IGNORE INTO temp.hits (rid) SELECT * FROM ({plan.text})", plan.params)
@@ -485,8 +532,8 @@ class _Evaluation:
         self.connection.execute("INSERT INTO temp.hits (rid) SELECT id FROM temp.qsets WHERE node = ?", (node,))
 
     def clear(self) -> None:
-        self.connection.execute("DELETE FROM temp.qsets")
-        self.connection.execute("DELETE FROM temp.hits")
+        for table in ("qsets", "hits", "scores"):
+            self.connection.execute(f"DELETE FROM temp.{table}")
 
 
 # -- cursors -------------------------------------------------------------------------------------
@@ -886,9 +933,9 @@ class EmbeddedStore(Store):
         sort_definitions = self.compiler.sort_definitions(request.sort)
         facet_definitions = [self._facet_definition(f) for f in request.facets]
         signature = _signature(request.sort)
-        after = (
-            _decode_cursor(request.after, signature, 2 * len(request.sort) + 1) if request.after is not None else None
-        )
+        # Cursor values: (present, key) per sort key and the id; or the relevance score and the id.
+        cursor_length = 2 * len(request.sort) + 1 if request.sort else 2
+        after = _decode_cursor(request.after, signature, cursor_length) if request.after is not None else None
         limit = max(request.limit, 0)
         offset = 0 if after is not None else max(request.offset, 0)
 
@@ -930,6 +977,11 @@ class EmbeddedStore(Store):
         joins = []
         params: list[Any] = []
         order = []
+        if not request.sort:
+            self._score(connection, request.query if limit and total > 1 else MatchAll())
+            joins.append("JOIN temp.scores sc ON sc.rid = h.rid")
+            columns.append("sc.score AS score")
+            order.append(("score", False))
         for n, (key, definition) in enumerate(zip(request.sort, sort_definitions)):
             joins.append(f"LEFT JOIN sorts s{n} ON s{n}.idx = ? AND s{n}.rid = h.rid")
             params.append(definition.name)
@@ -968,6 +1020,15 @@ class EmbeddedStore(Store):
             for definition, facet_request in zip(facet_definitions, request.facets)
         ]
         return SearchResult(total=total, ids=[row[-1] for row in page], facets=facets, next_cursor=cursor)
+
+    def _score(self, connection: sqlite3.Connection, query: Query) -> None:
+        """Fill `temp.scores` (made by `_Evaluation`) with the relevance score of every hit."""
+        connection.execute("DELETE FROM temp.scores")
+        connection.execute("INSERT INTO temp.scores (rid, score) SELECT rid, 0 FROM temp.hits")
+        for weight, matching in self.compiler.relevance(query):
+            connection.execute(
+                f"UPDATE temp.scores SET score = score + ? WHERE rid IN ({matching.text})", [weight, *matching.params]
+            )
 
     def _facet_definition(self, request: FacetRequest) -> IndexDefinition:
         definition = self.compiler.definition(request.index)

@@ -328,3 +328,33 @@ def test_database_is_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
 
     asyncio.run(check())
     assert os.path.exists(tmp_path / DATABASE_NAME)
+
+
+async def test_relevance_puts_title_matches_first(tmp_path: Path) -> None:
+    def record(record_id: str, **fields: list[str]) -> UnionRecord:
+        return UnionRecord(record_id, [], ("HUB", record_id), fields=dict(fields))
+
+    records = [
+        record("a-notes", title=["Farming handbook"], notes=["Covers wheat and maize"]),
+        record("b-subject", title=["Field crops"], subject=["Wheat"]),
+        record("c-title", title=["Growing wheat in the north"]),
+        record("d-exact", title=["Wheat."]),
+        record("e-creator", title=["Essays"], creator=["Wheat, Anna"]),
+        record("f-none", title=["Maize"]),
+    ]
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    try:
+        await store.upsert(records)
+        result = await store.search(SearchRequest(Clause("anywhere", Relation.PHRASE, "wheat")))
+        assert result.ids == ["d-exact", "c-title", "e-creator", "b-subject", "a-notes"]
+        # The cursor walks the same order.
+        first = await store.search(SearchRequest(Clause("anywhere", Relation.PHRASE, "wheat"), limit=2))
+        rest = await store.search(SearchRequest(Clause("anywhere", Relation.PHRASE, "wheat"), limit=10,
+                                                after=first.next_cursor))
+        assert first.ids + rest.ids == result.ids
+        # Sort keys replace relevance.
+        by_title = await store.search(SearchRequest(Clause("anywhere", Relation.PHRASE, "wheat"), sort=(SortKey("title"),)))
+        assert by_title.ids == ["e-creator", "a-notes", "b-subject", "c-title", "d-exact"]
+    finally:
+        await store.close()
