@@ -448,13 +448,10 @@ class FederatedSearch:
         """Merged records in first-seen order, and each record's sources -> normalized rank (0 best)."""
         session = MergeSession(hub=self.network.hub, match_points=self.match_points, analyze=self._analyze)
         session.load(_working_copy(r) for r in local_records)
-        origins: dict[str, dict[str, float]] = {}
-        order: list[str] = []
+        origins: dict[str, dict[str, float]] = {}     # insertion order: first seen first
 
         def note(record_id: str, source: str, rank: float) -> None:
             sources = origins.setdefault(record_id, {})
-            if record_id not in order:
-                order.append(record_id)
             sources[source] = min(rank, sources.get(source, rank))
 
         for n, record in enumerate(local_records):
@@ -471,7 +468,7 @@ class FederatedSearch:
             record_id = session.record_of(entry.contribution.library, entry.contribution.source_id)
             if record_id is not None:
                 note(record_id, source, rank)
-        records = [record for record_id in order if (record := session.record(record_id)) is not None]
+        records = [record for record_id in origins if (record := session.record(record_id)) is not None]
         remote_codes = {run.status.code for run in remote_runs}
         for record in records:
             _drop_repeated_copies(record, remote_codes)

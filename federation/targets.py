@@ -41,7 +41,7 @@ from indexer.holdings import extract_items, holdings_mapping
 from indexer.indexes import IndexDefinition, IndexLevel, IndexTable
 from indexer.model import Availability, Contribution, Item, MarcFormat
 from indexer.policy import BarcodePolicy, IngestPolicy, LibraryPolicy
-from indexer.query import And, AndNot, Clause, ItemMatch, MatchAll, Or, Query, Relation
+from indexer.query import And, AndNot, ItemMatch, MatchAll, Or, Query, Relation
 from indexer.readers import MarcReadError, normalize_encoding, parse_iso2709, read_records
 from indexer.union import Incoming
 from protocols.cql.render import quote
@@ -51,6 +51,8 @@ from protocols.z3950.client import Z3950Client
 
 # CQL context sets every SRU server is expected to know; our own `net.` set is not among them.
 STANDARD_CQL_PREFIXES = ("dc.", "bath.", "cql.", "rec.")
+# Indexes whose values only this network knows (union record ids): never sent to a target unless mapped.
+NETWORK_ONLY_INDEXES = frozenset({"id"})
 SRU_PAGE_SIZE = 100
 Z3950_PAGE_SIZE = 50
 
@@ -169,9 +171,11 @@ def _definition(table: IndexTable, name: str, target: TargetLike) -> IndexDefini
     definition = table.get(name)
     if definition is None:
         raise QueryNotTranslatable(f"index {name!r} is not in the index table")
-    if definition.level is IndexLevel.ITEM and _remote_name(
-            target.index_map if target.protocol == "sru" else target.bib1_map, definition) is None:
+    mapped = _remote_name(target.index_map if target.protocol == "sru" else target.bib1_map, definition)
+    if mapped is None and definition.level is IndexLevel.ITEM:
         raise QueryNotTranslatable(f"holdings index {name!r} cannot be searched at {target.code}")
+    if mapped is None and definition.name in NETWORK_ONLY_INDEXES:
+        raise QueryNotTranslatable(f"index {name!r} holds this network's own identifiers, unknown at {target.code}")
     return definition
 
 

@@ -27,7 +27,7 @@ from federation.app import create_app
 from federation.federated import FederatedSearch, FederationSettings
 from federation.rules import Target, load_network
 from federation.search import SearchService
-from federation.targets import RecordReader, query_to_cql, query_to_rpn
+from federation.targets import QueryNotTranslatable, RecordReader, query_to_cql, query_to_rpn
 from federation.z3950service import start_z3950_server
 from federation_peers import refused_port, start_slow_proxy, start_zebra_sru
 from indexer.embedded import EmbeddedStore
@@ -35,7 +35,7 @@ from indexer.indexes import load_index_table
 from indexer.ingest import IngestOptions, ingest
 from indexer.model import MarcFormat
 from indexer.extract import analyse
-from indexer.query import And, AndNot, Clause, FacetRequest, Or, Relation, SearchRequest
+from indexer.query import And, AndNot, Clause, FacetRequest, MatchAll, Or, Relation, SearchRequest
 from indexer.readers import read_records
 from peers import start_yaz_ztest
 from protocols.sru import SearchRetrieveResult, SRUDiagnostic, write_search_retrieve
@@ -354,6 +354,36 @@ def test_query_translation_to_cql_and_bib1():
         '@not @or @and @attr 1=1 @attr 2=3 @attr 4=2 @attr 5=100 河 @attr 1=1 @attr 2=3 @attr 4=2 @attr 5=100 流 '
         '@attr 1=21 @attr 2=3 @attr 4=1 @attr 5=1 "a \\"q\\" b" '
         '@and @attr 1=31 @attr 2=4 @attr 5=100 1990 @attr 1=31 @attr 2=2 @attr 5=100 1999')
+
+
+@pytest.mark.parametrize("query, reason", [
+    (Clause("id", Relation.EXACT, "uabc"), "this network's own identifiers"),
+    (Clause("library", Relation.EXACT, "GR"), "holdings index 'library'"),
+    (Clause("place", Relation.PHRASE, "london"), "no CQL name"),
+])
+def test_what_a_target_cannot_be_asked(query, reason):
+    table = load_index_table()
+    sru = Target("S", "s", "sru", "http://127.0.0.1:1/db")
+    with pytest.raises(QueryNotTranslatable, match=reason):
+        query_to_cql(And(title("x"), query), table, sru)
+    assert query_to_cql(MatchAll(), table, sru) == "cql.allRecords = 1"
+    assert query_to_cql(Clause("library", Relation.EXACT, "GR"), table,
+                        Target("S", "s", "sru", "http://127.0.0.1:1/db", index_map={"library": "bath.possessingInstitution"})) \
+        == "bath.possessingInstitution == GR"
+
+
+async def test_match_all_fetches_up_to_the_limit_and_estimates(setup, store, zebra):
+    fed = federation(store, city_targets(zebra, fetch_limit=20), local_fetch_limit=30)
+    try:
+        outcome = await fed.search(MatchAll(), limit=10)
+    finally:
+        await fed.aclose()
+    statuses = by_code(outcome)
+    city = sum(1 for n in range(len(setup.records)) if on_city_side(n))
+    assert statuses["DYZ"]["hits"] == statuses["DYS"]["hits"] == city
+    assert statuses["DYZ"]["fetched"] == 20 and statuses["union"]["fetched"] == 30
+    assert outcome.precision == "estimate"
+    assert len(outcome.records) == 10 and outcome.total > 30
 
 
 def test_remote_items_keep_mapped_and_unmapped_library_codes():
