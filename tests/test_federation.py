@@ -14,6 +14,7 @@ Expected counts are computed from the input files with pymarc: the records whose
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 from pathlib import Path
@@ -310,33 +311,59 @@ async def test_yaz_ztest_as_a_third_target(store, zebra, tmp_path):
 # -- the federated database through the servers ------------------------------------------------
 
 
-async def test_federated_database_over_sru_and_z3950(setup, store, zebra):
+async def test_federated_database_over_sru_and_z3950(setup, store, tmp_path):
+    """Through the real servers: counts, a failing target named in a non-fatal diagnostic, and pages
+    that stay stable after the city's server has gone away (they come from the cached result set)."""
     table = load_index_table()
-    network = dataclasses.replace(load_network(NETWORK), targets=city_targets(zebra))
-    service = SearchService(network, table, store)
-    fed = FederatedSearch(network, table, store)
-    fed.register(service)
     expected = len(setup.expected_works("religion"))
-    client = TestClient(TestServer(create_app(service)))
-    await client.start_server()
-    z3950 = await start_z3950_server(service, "127.0.0.1", 0)
-    try:
-        response = await client.get("/sru/federated", params={
-            "version": "2.0", "operation": "searchRetrieve", "query": "dc.title = religion", "maximumRecords": "50"})
-        assert response.status == 200
-        answer = parse_search_retrieve(etree.fromstring(await response.read()))
-        assert answer.number_of_records == expected and len(answer.records) == expected
-        assert answer.result_count_precision.endswith("/exact")
-        async with Z3950Client("127.0.0.1", z3950.port, database="federated") as origin:
-            found = await origin.search("@attr 1=4 religion")
-            assert found.count == expected
-            page = await origin.present(found.result_set, 1, 5, syntax=P.RecordSyntax.USMARC.value)
-            assert page.number_of_records_returned == 5
-    finally:
-        z3950.close()
-        await z3950.wait_closed()
-        await client.close()
-        await fed.aclose()
+    async with contextlib.AsyncExitStack() as cleanup:
+        city_server = contextlib.AsyncExitStack()
+        cleanup.push_async_callback(city_server.aclose)
+        city = await city_server.enter_async_context(start_zebra_sru(tmp_path / "zebra", [setup.city_file]))
+        gone = Target("GONE", "关闭的目标", "z3950", f"tcp:127.0.0.1:{refused_port()}/db", retries=0)
+        network = dataclasses.replace(load_network(NETWORK), targets=[*city_targets(city), gone])
+        service = SearchService(network, table, store)
+        fed = FederatedSearch(network, table, store)
+        cleanup.push_async_callback(fed.aclose)
+        fed.register(service)
+        client = TestClient(TestServer(create_app(service)))
+        await client.start_server()
+        cleanup.push_async_callback(client.close)
+        z3950 = await start_z3950_server(service, "127.0.0.1", 0)
+        cleanup.push_async_callback(z3950.wait_closed)
+        cleanup.callback(z3950.close)
+        origin = Z3950Client("127.0.0.1", z3950.port, database="federated")
+        await origin.connect()
+        cleanup.push_async_callback(origin.close)
+
+        async def sru_page(version: str, start: int):
+            response = await client.get("/sru/federated", params={
+                "version": version, "operation": "searchRetrieve", "query": "dc.title = religion",
+                "startRecord": str(start), "maximumRecords": "10"})
+            assert response.status == 200
+            return parse_search_retrieve(etree.fromstring(await response.read()))
+
+        first = await sru_page("2.0", 1)
+        assert first.number_of_records == expected and len(first.records) == 10
+        assert first.result_count_precision.endswith("/minimum")
+        assert [d.code for d in first.diagnostics] == [58]
+        assert "GONE" in first.diagnostics[0].details and "cannot connect" in first.diagnostics[0].details
+        found = await origin.search("@attr 1=4 religion")
+        assert found.count == expected
+
+        await city_server.aclose()      # the city's server goes away; the pages do not change
+        ids = [r.identifier for r in first.records]
+        for start in range(11, expected + 1, 10):
+            page = await sru_page("1.2", start)
+            assert page.number_of_records == expected
+            ids.extend(r.identifier for r in page.records)
+        assert len(ids) == len(set(ids)) == expected
+        marc_ids = []
+        for position in range(1, expected + 1, 10):
+            page = await origin.present(found.result_set, position, min(10, expected - position + 1),
+                                        syntax=P.RecordSyntax.USMARC.value)
+            marc_ids.extend(Record(data=entry.record.content)["001"].data for entry in page.records)
+        assert marc_ids == ids
 
 
 # -- translation and records (no network) -----------------------------------------------------
