@@ -45,6 +45,7 @@ from federation.targets import (
     TargetAnswer,
     TargetDiagnostic,
     TargetFailure,
+    TargetLacksIndex,
     SharedSession,
     create_adapter,
 )
@@ -411,6 +412,9 @@ class FederatedSearch:
             status.state = "timeout"
             status.error = f"no answer within {min(target.timeout, self.settings.deadline):g} s"
             run.breaker_verdict = False
+        except TargetLacksIndex as problem:
+            status.state, status.error = "unsupported", f"the target lacks an index of the query: {problem}"
+            run.breaker_verdict = True
         except TargetDiagnostic as problem:
             status.state, status.error = "failed", f"the target answered with a diagnostic: {problem}"
             run.breaker_verdict = True     # it is up and talking; the query is the problem

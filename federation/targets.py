@@ -45,7 +45,7 @@ from indexer.query import And, AndNot, ItemMatch, MatchAll, Or, Query, Relation
 from indexer.readers import MarcReadError, normalize_encoding, parse_iso2709, read_records
 from indexer.union import Incoming
 from protocols.cql.render import quote
-from protocols.sru.client import SRUClient, SRUClientError
+from protocols.sru.client import ClientDiagnostic, SRUClient, SRUClientError
 from protocols.z3950 import pdu as P
 from protocols.z3950.client import Z3950Client
 
@@ -80,6 +80,29 @@ class QueryNotTranslatable(TargetProblem):
 
 class TargetDiagnostic(TargetProblem):
     """The target answered the search with an error diagnostic."""
+
+
+class TargetLacksIndex(TargetDiagnostic):
+    """The target's diagnostic says it does not have an index the query uses (Bib-1 114, SRU 15/16)."""
+
+
+# Diagnostics that mean "this index (or its context set) is not here".
+BIB1_UNSUPPORTED_USE = frozenset({114})
+SRU_UNSUPPORTED_INDEX = frozenset({15, 16})
+
+
+def z3950_diagnostic(diagnostics: list[P.Diagnostic], fallback: str) -> TargetDiagnostic:
+    text = "; ".join(f"Bib-1 {d}" for d in diagnostics) or fallback
+    if any(d.code in BIB1_UNSUPPORTED_USE for d in diagnostics):
+        return TargetLacksIndex(text)
+    return TargetDiagnostic(text)
+
+
+def sru_diagnostic(diagnostics: list[ClientDiagnostic]) -> TargetDiagnostic:
+    text = "; ".join(str(d) for d in diagnostics)
+    if any(d.code in SRU_UNSUPPORTED_INDEX for d in diagnostics):
+        return TargetLacksIndex(text)
+    return TargetDiagnostic(text)
 
 
 class TargetFailure(TargetProblem):
@@ -425,7 +448,7 @@ class SRUTargetAdapter(TargetAdapter):
                 except SRUClientError as error:
                     raise TargetFailure(str(error)) from error
                 if response.fatal:
-                    raise TargetDiagnostic("; ".join(str(d) for d in response.diagnostics))
+                    raise sru_diagnostic(response.diagnostics)
                 if answer.total is None:
                     answer.total = response.number_of_records
                 for offset, record in enumerate(response.records):
@@ -486,7 +509,7 @@ class Z3950TargetAdapter(TargetAdapter):
             except P.Z3950Error as error:
                 raise TargetFailure(str(error)) from error
             if found.diagnostics or not found.response.search_status:
-                raise TargetDiagnostic("; ".join(f"Bib-1 {d}" for d in found.diagnostics) or "search failed")
+                raise z3950_diagnostic(found.diagnostics, "search failed")
             answer.total = found.count
             wanted = min(found.count, target.fetch_limit)
             position = 1
@@ -502,7 +525,7 @@ class Z3950TargetAdapter(TargetAdapter):
                 records = page.records or []
                 if not records:
                     if page.diagnostics:
-                        raise TargetDiagnostic("; ".join(f"Bib-1 {d}" for d in page.diagnostics))
+                        raise z3950_diagnostic(page.diagnostics, "present failed")
                     break
                 for entry in records:
                     answer.records.append(self._record(position, entry))

@@ -291,6 +291,22 @@ async def test_an_index_one_target_lacks_is_a_diagnostic_for_that_target_only(st
     assert "DYS" in outcome.warnings[0][1] and "place" in outcome.warnings[0][1]
 
 
+async def test_an_index_the_target_itself_rejects_is_reported_for_that_target(store, zebra):
+    # Zebra's stock MARC21 profile has no subject index (Bib-1 114 over Z39.50, the same through SRU).
+    fed = federation(store, city_targets(zebra))
+    try:
+        outcome = await fed.search(Clause("subject", Relation.PHRASE, "religion"), limit=10)
+    finally:
+        await fed.aclose()
+    statuses = by_code(outcome)
+    for code in ("DYZ", "DYS"):
+        assert statuses[code]["state"] == "unsupported", statuses[code]
+    assert "114" in statuses["DYZ"]["error"]
+    assert statuses["union"]["state"] == "ok" and outcome.total == statuses["union"]["hits"] > 0
+    assert sorted(outcome.warnings) == sorted((16, f"target {c} ({n}): unsupported: {statuses[c]['error']}")
+                                              for c, n in (("DYZ", statuses["DYZ"]["name"]), ("DYS", statuses["DYS"]["name"])))
+
+
 async def test_yaz_ztest_as_a_third_target(store, zebra, tmp_path):
     async with start_yaz_ztest(tmp_path / "ztest") as ztest:
         targets = [*city_targets(zebra), Target("ZT", "YAZ test target", "z3950", f"{ztest.address}/Default", timeout=5)]

@@ -275,12 +275,17 @@ def parse_diagnostic(element: etree._Element) -> ClientDiagnostic:
 
 def parse_search_retrieve(root: etree._Element, url: str = "") -> SearchRetrieveAnswer:
     """A searchRetrieveResponse element (any SRU version and namespace) as plain data."""
+    diagnostics_holder = _child(root, "diagnostics")
+    diagnostics = [parse_diagnostic(d) for d in diagnostics_holder if _local(d) == "diagnostic"] \
+        if diagnostics_holder is not None else []
     count = _int(root, "numberOfRecords")
-    if count is None:
+    if count is None and not diagnostics:
         raise SRUClientError(f"{url}: searchRetrieveResponse without a numeric numberOfRecords")
     answer = SearchRetrieveAnswer(
         version=_text(root, "version") or "2.0",
-        number_of_records=count,
+        # A failed search may leave the count out (some 1.x servers do): then nothing was found.
+        number_of_records=count or 0,
+        diagnostics=diagnostics,
         next_record_position=_int(root, "nextRecordPosition"),
         result_set_id=_text(root, "resultSetId"),
         result_set_ttl=_int(root, "resultSetTTL") or _int(root, "resultSetIdleTime"),
@@ -291,9 +296,6 @@ def parse_search_retrieve(root: etree._Element, url: str = "") -> SearchRetrieve
     if records is not None:
         for record in _children(records, "record"):
             answer.records.append(_record(record))
-    diagnostics = _child(root, "diagnostics")
-    if diagnostics is not None:
-        answer.diagnostics = [parse_diagnostic(d) for d in diagnostics if _local(d) == "diagnostic"]
     return answer
 
 
