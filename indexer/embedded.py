@@ -205,10 +205,23 @@ def _is_masked(text: str) -> bool:
 
 @dataclass
 class _Sql:
-    """A SELECT of one column of row ids (records' rid or items' item) and its parameters."""
+    """A SELECT of one column of row ids (records' rid or items' item) and its parameters.
+
+    `text` ends in its WHERE clause, so that `restricted()` can add a condition on the record
+    id column `rid_column` (every leaf, item leaves too, knows the record of each row).
+    """
 
     text: str
     params: list[Any]
+    rid_column: str = "rid"
+    yields_items: bool = False
+
+    def restricted(self, records_node: int) -> tuple[str, list[Any]]:
+        """The same SELECT limited to the records stored under `records_node` in temp.qsets."""
+        return (
+            f"{self.text} AND {self.rid_column} IN (SELECT id FROM temp.qsets WHERE node = ?)",
+            [*self.params, records_node],
+        )
 
 
 @dataclass
@@ -230,8 +243,36 @@ class _ItemsToRecords:
 # flat statement per node; SQLite's parser overflows on a few levels of nested compound
 # SELECTs, which a query of ten ORs already needs.
 _Plan = Union[_Sql, _SetOperation, _ItemsToRecords]
-_ALL_RECORDS = "SELECT rid FROM records"
-_ALL_ITEMS = "SELECT item FROM items"
+_ALL_RECORDS = "SELECT rid FROM records WHERE 1"
+_ALL_ITEMS = "SELECT item FROM items WHERE 1"
+_ALL_DISTINCT_HOLDERS = "SELECT DISTINCT rid FROM items WHERE 1"
+
+
+def _all_records() -> _Sql:
+    return _Sql(_ALL_RECORDS, [])
+
+
+def _all_items() -> _Sql:
+    return _Sql(_ALL_ITEMS, [], yields_items=True)
+
+
+def _yields_items(plan: "_Plan") -> bool:
+    if isinstance(plan, _Sql):
+        return plan.yields_items
+    if isinstance(plan, _SetOperation):
+        return _yields_items(plan.parts[0])
+    return False
+
+
+def _intersect_order(plan: "_Plan") -> int:
+    """Which parts of a record-level INTERSECT to evaluate first: the selective ones, so that
+    the others are evaluated only over their hits (a library's holdings, NE's complement and
+    MatchAll are large)."""
+    if isinstance(plan, _Sql):
+        return 3 if plan.text in (_ALL_RECORDS, _ALL_DISTINCT_HOLDERS) else 0
+    if isinstance(plan, _SetOperation):
+        return 1
+    return 2
 
 
 class _Compiler:
@@ -255,7 +296,7 @@ class _Compiler:
 
     def _node(self, query: Query, in_item: bool) -> _Plan:
         if isinstance(query, MatchAll):
-            return _Sql(_ALL_ITEMS if in_item else _ALL_RECORDS, [])
+            return _all_items() if in_item else _all_records()
         if isinstance(query, And):
             if isinstance(query.left, MatchAll):
                 return self._node(query.right, in_item)
@@ -276,7 +317,7 @@ class _Compiler:
     @staticmethod
     def _item_to_records(items: _Plan) -> _Plan:
         if isinstance(items, _Sql) and items.text == _ALL_ITEMS:
-            return _Sql("SELECT DISTINCT rid FROM items", [])
+            return _Sql(_ALL_DISTINCT_HOLDERS, [])
         return _ItemsToRecords(items)
 
     def _clause(self, clause: Clause, in_item: bool) -> _Plan:
@@ -287,11 +328,11 @@ class _Compiler:
         if item_level and not in_item:
             if clause.relation is Relation.NE:
                 positive = self._clause(Clause(clause.index, Relation.EXACT, clause.term), in_item=True)
-                return _combine("EXCEPT", _Sql(_ALL_RECORDS, []), self._item_to_records(positive))
+                return _combine("EXCEPT", _all_records(), self._item_to_records(positive))
             return self._item_to_records(self._clause(clause, in_item=True))
         owner = "item" if in_item else "rid"
         scope = "item != 0" if in_item else "item = 0"
-        universe = _Sql(_ALL_ITEMS if in_item else _ALL_RECORDS, [])
+        universe = _all_items() if in_item else _all_records()
         if definition.numeric:
             return self._numeric(definition, clause, owner, scope, universe)
         return self._textual(definition, clause, owner, scope, universe)
@@ -304,7 +345,8 @@ class _Compiler:
                 raise QueryNotSupported(f"index {definition.name!r} needs a number, not {term!r}") from None
 
         def where(condition: str, *params: Any) -> _Sql:
-            return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope} AND {condition}", [definition.name, *params])
+            return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope} AND {condition}", [definition.name, *params],
+                        yields_items=owner == "item")
 
         relation = clause.relation
         if relation in (Relation.PHRASE, Relation.EXACT):
@@ -328,7 +370,8 @@ class _Compiler:
         text = definition.type is IndexType.TEXT
 
         def where(condition: str, *params: Any) -> _Sql:
-            return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope} AND {condition}", [definition.name, *params])
+            return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope} AND {condition}", [definition.name, *params],
+                        yields_items=owner == "item")
 
         def key_match(term: str) -> _Plan:
             key = definition.query_key(term)
@@ -366,7 +409,8 @@ class _Compiler:
         """Tokens at consecutive positions of one value (token n at position p + n)."""
         tokens = query_tokens(term)
         if not tokens:
-            return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope}", [definition.name])
+            return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope}", [definition.name],
+                        yields_items=owner == "item")
 
         def token_condition(alias: str, token: QueryToken) -> tuple[str, Any]:
             if token.pattern:
@@ -399,7 +443,7 @@ class _Compiler:
                 f"AND v.vord = t0.vord AND v.ntok = t0.pos + {len(tokens)})"
             )
         text = f"SELECT t0.{owner} FROM toks t0 {' '.join(joins)} WHERE {' AND '.join(conditions)}"
-        return _Sql(text, join_params + where_params)
+        return _Sql(text, join_params + where_params, rid_column="t0.rid", yields_items=owner == "item")
 
     # -- relevance ----------------------------------------------------------------------------
     def relevance(self, query: Query) -> list[tuple[int, _Sql]]:
@@ -489,16 +533,18 @@ class _Evaluation:
         connection.execute("CREATE TEMP TABLE IF NOT EXISTS hits (rid INTEGER PRIMARY KEY)")
         connection.execute("CREATE TEMP TABLE IF NOT EXISTS scores (rid INTEGER PRIMARY KEY, score INTEGER NOT NULL)")
 
-    def run(self, plan: _Plan) -> int:
-        """Evaluates `plan`; returns the node number its ids are stored under."""
+    def run(self, plan: _Plan, within: int | None = None) -> int:
+        """Evaluates `plan`, limited to the records under node `within` if given; returns the
+        node number its ids are stored under."""
         if isinstance(plan, _Sql):
+            text, params = (plan.text, plan.params) if within is None else plan.restricted(within)
             node = self._node()
             self.connection.execute(
-                f"INSERT OR IGNORE INTO temp.qsets (node, id) SELECT ?, * FROM ({plan.text})", [node, *plan.params]
+                f"INSERT OR IGNORE INTO temp.qsets (node, id) SELECT ?, * FROM ({text})", [node, *params]
             )
             return node
         if isinstance(plan, _ItemsToRecords):
-            items = self.run(plan.items)
+            items = self.run(plan.items, within)
             node = self._node()
             self.connection.execute(
                 "INSERT OR IGNORE INTO temp.qsets (node, id) SELECT ?, i.rid FROM temp.qsets q "
@@ -506,7 +552,14 @@ class _Evaluation:
                 (node, items),
             )
             return node
-        parts = [self.run(part) for part in plan.parts]
+        if plan.operator == "INTERSECT" and not _yields_items(plan):
+            # Each part only over the records that passed the parts before it: the last
+            # result is the intersection.
+            for part in sorted(plan.parts, key=_intersect_order):
+                within = self.run(part, within)
+            assert within is not None
+            return within
+        parts = [self.run(part, within) for part in plan.parts]
         while True:
             # SQLite allows at most 500 terms in one compound SELECT: go on from the partial result.
             node = self._node()
