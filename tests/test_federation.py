@@ -14,12 +14,14 @@ Expected counts are computed from the input files with pymarc: the records whose
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import re
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from lxml import etree
 from pymarc import Field, Record, Subfield
@@ -647,3 +649,66 @@ async def test_credentials_reach_a_z3950_target(setup, store, token, state):
 
 def by_code(outcome) -> dict[str, dict]:
     return {s["code"]: s for s in outcome.extra["targets"]}
+
+
+# -- a CNMARC neighbour over SRU, behind HTTP basic authentication ------------------------------------
+
+
+CNMARC_FIXTURE = ROOT / "fixtures" / "cnmarc" / "dp2_sru_sample_cnmarcxml.iso"
+
+
+def basic_auth(user: str, password: str):
+    """An extension for the project's SRU app: every request must carry these credentials."""
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    @web.middleware
+    async def check(request: web.Request, handler):
+        if request.headers.get("Authorization") != expected:
+            raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="sru"'})
+        return await handler(request)
+
+    return lambda app: app.middlewares.append(check)
+
+
+@pytest.fixture
+async def neighbour(tmp_path):
+    """Another county's catalogue (the dp2 CNMARC sample) behind the project's own SRU server."""
+    table = load_index_table()
+    network = load_network(NETWORK)
+    neighbour_store = EmbeddedStore(tmp_path / "neighbour", table)
+    await neighbour_store.open()
+    report = await ingest([CNMARC_FIXTURE], neighbour_store, table, network.to_ingest_policy(),
+                          IngestOptions(quarantine_path=tmp_path / "quarantine.jsonl", library="GR"))
+    assert report.quarantined == 0
+    server = TestServer(create_app(SearchService(network, table, neighbour_store),
+                                   extensions=[basic_auth("guangrao", "s3cret")]))
+    await server.start_server()
+    try:
+        yield str(server.make_url("/sru/union"))
+    finally:
+        await server.close()
+        await neighbour_store.close()
+
+
+@pytest.mark.parametrize("password, state", [("s3cret", "ok"), ("wrong", "failed")])
+async def test_a_cnmarc_neighbour_over_sru_with_credentials(store, neighbour, password, state):
+    target = Target("NBR", "邻县图书馆", "sru", neighbour, format="cnmarc", sru_version="2.0",
+                    username="guangrao", password_env="NBR_PASSWORD")
+    network = dataclasses.replace(load_network(NETWORK), targets=[target])
+    fed = FederatedSearch(network, load_index_table(), store, environ={"NBR_PASSWORD": password})
+    try:
+        outcome = await fed.search(Clause("title", Relation.PHRASE, "中国发展报告"), limit=50)
+    finally:
+        await fed.aclose()
+    status = by_code(outcome)["NBR"]
+    assert status["state"] == state, status
+    if state == "failed":
+        assert "401" in status["error"] and outcome.total == 0
+        return
+    inputs = [InputRecord(CNMARC_FIXTURE, True, r.record) for r in read_records(CNMARC_FIXTURE)]
+    works = {i.work for i in inputs if "中国发展报告" in i.title}
+    assert outcome.total == status["hits"] == len(works) and outcome.precision == "exact"
+    for record in outcome.records:
+        assert record.master_contribution.format is MarcFormat.CNMARC
+        assert "中国发展报告" in record.fields["title"][0]
+        assert [(i.library, i.barcode) for i in record.items] == [("NBR", "")]

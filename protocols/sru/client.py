@@ -115,7 +115,9 @@ class SRUClient:
         self.base_url = base_url
         self.version = version
         self.timeout = timeout
-        self.auth = aiohttp.BasicAuth(username, password or "") if username else None
+        self.headers = {"Accept": "application/xml, text/xml"}
+        if username:
+            self.headers["Authorization"] = aiohttp.encode_basic_auth(username, password or "")
         self.max_response_bytes = max_response_bytes
         self._session = session
         self._owns_session = session is None
@@ -191,8 +193,7 @@ class SRUClient:
         url = self.base_url
         try:
             async with asyncio.timeout(self.timeout):
-                async with session.get(url, params=params, auth=self.auth,
-                                       headers={"Accept": "application/xml, text/xml"}) as response:
+                async with session.get(url, params=params, headers=self.headers) as response:
                     url = str(response.url)
                     if response.status >= 400:
                         root = _try_parse(await _read_limited(response, 1 << 20))
