@@ -514,10 +514,14 @@ class FederatedSearch:
     def _rank(self, records: list[UnionRecord], origins: dict[str, dict[str, float]], query: Query,
               sort: tuple[SortKey, ...]) -> None:
         if sort:
+            # As the stores sort: by each key in turn (records without a value last unless
+            # `missing_first`), then by id. Stable sorts from the last key to the first.
+            records.sort(key=lambda r: r.id)
             for key in reversed(sort):
-                present = [r for r in records if self._sort_value(r, key) is not None]
-                absent = sorted((r for r in records if self._sort_value(r, key) is None), key=lambda r: r.id)
-                present.sort(key=lambda r: self._sort_value(r, key), reverse=not key.ascending)  # type: ignore[arg-type, return-value]
+                values = {r.id: self._sort_value(r, key) for r in records}
+                present = [r for r in records if values[r.id] is not None]
+                absent = [r for r in records if values[r.id] is None]
+                present.sort(key=lambda r: values[r.id], reverse=not key.ascending)  # type: ignore[arg-type, return-value]
                 records[:] = absent + present if key.missing_first else present + absent
             return
         clauses = _positive_clauses(query)

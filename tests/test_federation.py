@@ -38,7 +38,8 @@ from indexer.indexes import load_index_table
 from indexer.ingest import IngestOptions, ingest
 from indexer.model import MarcFormat
 from indexer.extract import analyse
-from indexer.query import And, AndNot, Clause, FacetRequest, MatchAll, Or, Relation, SearchRequest
+from indexer.analysis import exact_key
+from indexer.query import And, AndNot, Clause, FacetRequest, MatchAll, Or, Relation, SearchRequest, SortKey
 from indexer.readers import read_records
 from peers import start_yaz_ztest
 from protocols.sru import SearchRetrieveResult, SRUDiagnostic, write_search_retrieve
@@ -225,6 +226,24 @@ async def test_relevance_is_one_ranking_over_all_sources(store, zebra):
     # Both kinds are spread through the ranking rather than one block after the other.
     first_city, last_local = sources.index("city"), len(sources) - 1 - sources[::-1].index("local")
     assert first_city < last_local
+
+
+async def test_sort_keys_order_the_merged_records(store, zebra):
+    fed = federation(store, city_targets(zebra))
+    sort = (SortKey("date", ascending=False), SortKey("title"))
+    try:
+        outcome = await fed.search(title("religion"), sort=sort, limit=100)
+        unsorted = await fed.search(title("religion"), limit=100)
+    finally:
+        await fed.aclose()
+    assert outcome.extra["result_set_id"] != unsorted.extra["result_set_id"]
+    assert sorted(r.id for r in outcome.records) == sorted(r.id for r in unsorted.records)
+    years = [int(r.fields["date"][0]) if r.fields.get("date") else None for r in outcome.records]
+    dated = [y for y in years if y is not None]
+    assert dated == sorted(dated, reverse=True) and years[:len(dated)] == dated   # undated last
+    for first, second in zip(outcome.records, outcome.records[1:]):
+        if first.fields.get("date") == second.fields.get("date"):
+            assert exact_key(first.fields["title"][0]) <= exact_key(second.fields["title"][0])
 
 
 async def test_pages_come_from_one_cached_result_set(setup, store, zebra):
