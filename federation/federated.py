@@ -586,11 +586,10 @@ class FederatedSearch:
 
     def _count(self, records: list[UnionRecord], origins: dict[str, dict[str, float]],
                statuses: list[SourceStatus]) -> tuple[int, str]:
-        failed = [s for s in statuses if s.state in ("failed", "timeout", "skipped", "unsupported", "partial")
-                  and not (s.hits is not None and s.fetched >= s.hits)]
         truncated = [s for s in statuses if s.hits is not None and s.fetched < s.hits]
         if not truncated:
-            return len(records), "minimum" if failed else "exact"
+            complete = all(s.state == "ok" for s in statuses)
+            return len(records), "exact" if complete else "minimum"
         extra = 0.0
         for status in truncated:
             own = [i for i, sources in origins.items() if status.code in sources]
