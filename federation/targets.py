@@ -26,6 +26,7 @@ protocol, garbage) or `TargetDiagnostic` (the target answered, with an error dia
 """
 from __future__ import annotations
 
+import abc
 import asyncio
 import io
 import os
@@ -383,7 +384,7 @@ def target_password(target: TargetLike, environ: Mapping[str, str]) -> str | Non
     return environ.get(target.password_env) if target.password_env else None
 
 
-class TargetAdapter:
+class TargetAdapter(abc.ABC):
     """Searches one target; subclasses speak its protocol."""
 
     def __init__(self, target: TargetLike, table: IndexTable, policy: IngestPolicy,
@@ -393,16 +394,14 @@ class TargetAdapter:
         self.reader = RecordReader(target, table, policy)
         self.environ = os.environ if environ is None else environ
 
+    @abc.abstractmethod
     def translate(self, query: Query) -> object:
         """The query in the target's language; `QueryNotTranslatable` if it has no equivalent."""
-        raise TargetFailure(f"{type(self).__name__} cannot translate queries")
 
+    @abc.abstractmethod
     async def search(self, translated: object, answer: TargetAnswer, timeout: float) -> None:
-        """Search and fetch up to the fetch limit into `answer`."""
-        raise TargetFailure(f"{type(self).__name__} cannot search")
-
-    async def close(self) -> None:
-        return None
+        """Search with a translated query and fetch up to the fetch limit into `answer`;
+        `timeout` bounds each exchange. Raises `TargetDiagnostic` or `TargetFailure`."""
 
 
 class SharedSession:
