@@ -28,8 +28,10 @@ A control number that comes again in the same file with a different record is qu
 (the first record is kept; the same record again counts unchanged), so that re-running the
 file changes nothing. Across files, a later file's record replaces an earlier one's.
 
-Memory stays flat: records are handled in batches of `options.batch_size`; the source ids
-read so far are kept in a temporary on-disk SQLite database.
+Memory stays flat: records are read and looked up in batches of `options.batch_size`; one
+merge session holds up to `options.write_behind` union records (and twice as many placed
+input records) before its changes are written, so that a work several libraries' files send
+is written once; the source ids read so far are kept in a temporary on-disk SQLite database.
 
 The quarantine file is JSON lines, one object per quarantined record:
 `{"file", "position" (1-based record number), "offset" (byte offset or line), "library",
@@ -68,6 +70,7 @@ from indexer.union import Analysis, IdLookupNeeded, Incoming, MergeSession, Outc
 
 REPORT_KEYS = ("read", "added", "merged", "updated", "unchanged", "quarantined")
 DEFAULT_BATCH_SIZE = 500
+DEFAULT_WRITE_BEHIND = 4000
 # File name endings a directory walk takes as MARC input (a file named explicitly is always read).
 MARC_SUFFIXES = (".mrc", ".marc", ".iso", ".iso2709", ".dat", ".xml", ".json", ".jsonl", ".ndjson", ".gz")
 # Records looked at to decide which library a file belongs to.
@@ -90,6 +93,9 @@ class IngestOptions:
     encoding: str | None = None         # else detected per record
     full: bool = False                  # the input is each library's complete export
     batch_size: int = DEFAULT_BATCH_SIZE
+    # Union records a merge session holds before its changes are written: a work that several
+    # files (libraries) send is written once, not once per file. Memory is bounded by it.
+    write_behind: int = DEFAULT_WRITE_BEHIND
     state_path: Path | None = None      # where file fingerprints are recorded
     skip_unchanged_files: bool = True   # count a recorded, unchanged file as unchanged without reading it
     batch_id: str = ""                  # provenance of this run's contributions; default: the UTC time
@@ -488,6 +494,16 @@ def default_batch_id() -> str:
 
 
 @dataclass
+class _Placed:
+    """An input record whose contribution waits in the session to be written."""
+
+    file: "_FileRun"
+    result: ReadResult
+    key: tuple[str, str]
+    outcome: Outcome
+
+
+@dataclass
 class _FileRun:
     """The file being ingested."""
 
@@ -509,6 +525,9 @@ class Pipeline:
         self.salt = extraction_salt(table, policy)
         self.analyzer = contribution_analyzer(table)
         self.preparer = _Preparer(table, policy, options.batch_id or default_batch_id(), self.salt, self.report)
+        self.session: MergeSession | None = None  # the merge session of the records not yet written
+        self.session_records = 0                  # union records it holds (loaded or created)
+        self.pending: list[_Placed] = []           # input records placed in it, to count when written
 
     def new_session(self) -> MergeSession:
         return MergeSession(self.policy.hub, self.policy.match_points, self.analyzer)
@@ -522,8 +541,7 @@ class Pipeline:
             state.clear()
         self.quarantine = Quarantine(self.options.quarantine_path)
         self.seen = SeenSources()
-        libraries_read: dict[str, set[str]] = {}  # library -> state keys of its files in this run
-        taken_in: collections.Counter[str] = collections.Counter()
+        read_files: list[tuple[str, FileSummary]] = []  # (state key, summary) of the files read
         try:
             for number, path in enumerate(files, start=1):
                 key = FileState.key(file_digest(path), self.options, self.salt)
@@ -536,30 +554,38 @@ class Pipeline:
                     self._tick()
                     continue
                 summary = await self._ingest_file(path, number)
-                library_code = summary.library
                 if summary.read == 0:
                     self.report.warn(f"{path}: no MARC records found")
-                if summary.quarantined == 0:
-                    state.put(key, path, library_code, summary.read)
-                else:
-                    state.forget(key)
-                libraries_read.setdefault(library_code, set()).add(key)
-                taken_in[library_code] += summary.read - summary.quarantined
+                read_files.append((key, summary))
+            await self._flush()
             if self.options.full:
-                for library_code, keys in libraries_read.items():
-                    if taken_in[library_code] == 0:
-                        # An export with nothing readable in it is far likelier a wrong file than a
-                        # library without books: withdrawing everything on its word would be a disaster.
-                        self.report.warn(f"full ingest of {library_code}: no record of its input was taken in;"
-                                         " nothing withdrawn")
-                        continue
-                    await self._withdraw_unseen(library_code)
-                    state.forget_library(library_code, keep=keys)
+                await self._withdraw_unread(read_files, state)
         finally:
             self.quarantine.close()
             self.seen.close()
+        for key, summary in read_files:
+            if summary.quarantined == 0:
+                state.put(key, Path(summary.path), summary.library, summary.read)
+            else:
+                state.forget(key)
         state.save()
         return self.report
+
+    async def _withdraw_unread(self, read_files: list[tuple[str, FileSummary]], state: FileState) -> None:
+        """After a full ingest: each library's contributions its input did not have go."""
+        by_library: dict[str, list[FileSummary]] = {}
+        keys: dict[str, set[str]] = {}
+        for key, summary in read_files:
+            by_library.setdefault(summary.library, []).append(summary)
+            keys.setdefault(summary.library, set()).add(key)
+        for library_code, summaries in by_library.items():
+            if sum(s.read - s.quarantined for s in summaries) == 0:
+                # An export with nothing readable in it is far likelier a wrong file than a
+                # library without books: withdrawing everything on its word would be a disaster.
+                self.report.warn(f"full ingest of {library_code}: no record of its input was taken in; nothing withdrawn")
+                continue
+            await self._withdraw_unseen(library_code)
+            state.forget_library(library_code, keep=keys[library_code])
 
     def _tick(self) -> None:
         if self.progress is not None:
@@ -621,6 +647,7 @@ class Pipeline:
         if not wanted:
             return
         records = await self.store.get(wanted)
+        self.session_records += sum(1 for r in records if r is not None)
         session.load(r for r in records if r is not None)
         session.mark_absent(i for i, r in zip(wanted, records) if r is None)
 
@@ -661,11 +688,16 @@ class Pipeline:
                 for library, source_ids in by_library.items()
                 for source_id in self.seen.in_file(file.number, library, source_ids)}
 
+    def _session(self) -> MergeSession:
+        if self.session is None:
+            self.session = self.new_session()
+            self.session_records = 0
+        return self.session
+
     async def _apply(self, file: _FileRun, entries: list[_Prepared]) -> None:
-        session = self.new_session()
+        session = self._session()
         await self._load(session, entries)
         read_before = self._earlier_in_file(file, entries)
-        outcomes: list[tuple[_Prepared, Outcome | None]] = []
         for entry in entries:
             file.summary.read += 1
             self.report.read += 1
@@ -674,26 +706,48 @@ class Pipeline:
                     # Sent, though not taken in: a full ingest keeps its previous contribution. (Not
                     # as read from this file: a later good record with its control number goes in.)
                     self.seen.add(SeenSources.NOT_TAKEN, [(file.library.code, entry.source_id)])
-                outcomes.append((entry, None))
+                self._quarantine(file, entry)
             elif isinstance(entry, _Withdrawal):
                 withdrawn = session.withdraw(entry.library, entry.source_id)
-                outcomes.append((entry, Outcome.UPDATED if withdrawn else Outcome.UNCHANGED))
+                self.report.count(Outcome.UPDATED if withdrawn else Outcome.UNCHANGED)
             else:
-                outcomes.append(await self._decide(file, session, entry, read_before))
+                decided, outcome = await self._decide(file, session, entry, read_before)
+                if outcome is None:
+                    assert isinstance(decided, _Quarantined)
+                    self._quarantine(file, decided)
+                elif outcome is Outcome.UNCHANGED:
+                    self.report.count(outcome)
+                else:
+                    self.pending.append(_Placed(file, entry.result, entry.key, outcome))
+                    if outcome is Outcome.ADDED:
+                        self.session_records += 1
+        self.quarantine.flush()
+        if self.session_records > self.options.write_behind or len(self.pending) > 2 * self.options.write_behind:
+            await self._flush()
+        self._tick()
+
+    def _quarantine(self, file: _FileRun, entry: _Quarantined) -> None:
+        self.quarantine.add(file.path, entry.result, file.library.code, entry.reason, entry.source_id)
+        file.summary.quarantined += 1
+        self.report.quarantined += 1
+
+    async def _flush(self) -> None:
+        """Write the session's changes and count the records placed in it: those whose union
+        record the store refused go to quarantine."""
+        if self.session is None:
+            return
+        session, self.session = self.session, None
         upserts, deletes = session.changes()
         failed = await self._write(upserts, deletes)
-        if failed:
-            outcomes = [self._refused(session, entry, outcome, failed) for entry, outcome in outcomes]
-        for entry, outcome in outcomes:
-            if outcome is None:
-                assert isinstance(entry, _Quarantined)
-                self.quarantine.add(file.path, entry.result, file.library.code, entry.reason, entry.source_id)
-                file.summary.quarantined += 1
-                self.report.quarantined += 1
+        for placed in self.pending:
+            record_id = session.record_of(*placed.key)
+            if record_id in failed:
+                reason = f"the store did not take union record {record_id}: {failed[record_id]}"
+                self._quarantine(placed.file, _Quarantined(placed.result, reason, placed.key[1]))
             else:
-                self.report.count(outcome)
+                self.report.count(placed.outcome)
+        self.pending = []
         self.quarantine.flush()
-        self._tick()
 
     async def _decide(self, file: _FileRun, session: MergeSession, entry: _Candidate,
                       read_before: set[tuple[str, str]]) -> tuple[_Prepared, Outcome | None]:
@@ -722,17 +776,6 @@ class Pipeline:
         if entry.incoming is None:
             return _Quarantined(entry.result, entry.failure, contribution.source_id), None
         return entry, await self._place(session, entry.incoming)
-
-    @staticmethod
-    def _refused(session: MergeSession, entry: _Prepared, outcome: Outcome | None,
-                 failed: dict[str, str]) -> tuple[_Prepared, Outcome | None]:
-        """An input record whose union record the store did not take goes to quarantine."""
-        if isinstance(entry, _Candidate) and outcome not in (None, Outcome.UNCHANGED):
-            record_id = session.record_of(*entry.key)
-            if record_id in failed:
-                reason = f"the store did not take union record {record_id}: {failed[record_id]}"
-                return _Quarantined(entry.result, reason, entry.contribution.source_id), None
-        return entry, outcome
 
     async def _write(self, upserts: list[UnionRecord], deletes: list[str]) -> dict[str, str]:
         """Write a session's changes; the ids the store refused, with its reasons."""

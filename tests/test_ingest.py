@@ -371,13 +371,14 @@ async def test_overlapping_exports_merge_into_one_record_per_work_with_both_hold
     assert second.merged >= len(OVERLAP) and second.added == len(KOHA_HOLDS) - second.merged
 
 
-async def test_batch_size_does_not_change_the_catalogue(run, store, two_exports, tmp_path, table, policy):
+async def test_batch_and_write_sizes_do_not_change_the_catalogue(run, store, two_exports, tmp_path, table, policy):
     room, koha = two_exports
     await run([room, koha])
     small_store = EmbeddedStore(tmp_path / "small", table)
     await small_store.open()
     try:
-        await Runner(small_store, table, policy, tmp_path / "small-q")([room, koha], batch_size=7)
+        # Batches of 7 records, written whenever the session holds more than 5 union records.
+        await Runner(small_store, table, policy, tmp_path / "small-q")([room, koha], batch_size=7, write_behind=5)
         big = {r.id: sorted((c.library, c.source_id) for c in r.contributions) for r in await all_records(store)}
         small = {r.id: sorted((c.library, c.source_id) for c in r.contributions) for r in await all_records(small_store)}
         assert big == small
