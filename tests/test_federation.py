@@ -385,6 +385,14 @@ async def test_federated_database_over_sru_and_z3950(setup, store, tmp_path):
         assert first.result_count_precision.endswith("/minimum")
         assert [d.code for d in first.diagnostics] == [58]
         assert "GONE" in first.diagnostics[0].details and "cannot connect" in first.diagnostics[0].details
+        [status] = first.extra_response_data
+        assert status.get("resultSetId") == first.result_set_id and status.get("precision") == "minimum"
+        sources = {e.get("code"): e for e in status}
+        assert list(sources) == ["union", "DYZ", "DYS", "GONE"]
+        assert sources["DYZ"].get("state") == "ok" and int(sources["DYZ"].get("hits")) == len(setup.hits(
+            "religion", on_city_side))
+        assert sources["GONE"].get("state") == "failed" and "cannot connect" in sources["GONE"].text
+        assert first.result_set_ttl == 30      # a source failed: kept briefly
         found = await origin.search("@attr 1=4 religion")
         assert found.count == expected
 
@@ -392,7 +400,7 @@ async def test_federated_database_over_sru_and_z3950(setup, store, tmp_path):
         ids = [r.identifier for r in first.records]
         for start in range(11, expected + 1, 10):
             page = await sru_page("1.2", start)
-            assert page.number_of_records == expected
+            assert page.number_of_records == expected and page.result_set_id == first.result_set_id
             ids.extend(r.identifier for r in page.records)
         assert len(ids) == len(set(ids)) == expected
         marc_ids = []

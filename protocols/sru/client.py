@@ -77,6 +77,7 @@ class SearchRetrieveAnswer:
     result_set_ttl: int | None = None
     result_count_precision: str | None = None
     diagnostics: list[ClientDiagnostic] = field(default_factory=list)
+    extra_response_data: list[etree._Element] = field(default_factory=list)
     url: str = ""
 
     @property
@@ -297,6 +298,9 @@ def parse_search_retrieve(root: etree._Element, url: str = "") -> SearchRetrieve
     if records is not None:
         for record in _children(records, "record"):
             answer.records.append(_record(record))
+    extra = _child(root, "extraResponseData")
+    if extra is not None:
+        answer.extra_response_data = [e for e in extra if isinstance(e.tag, str)]
     return answer
 
 
