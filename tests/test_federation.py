@@ -166,6 +166,11 @@ def title(word: str) -> Clause:
     return Clause("title", Relation.PHRASE, word)
 
 
+def by_code(outcome) -> dict[str, dict]:
+    """Per-source status of a federated outcome, by source code."""
+    return {s["code"]: s for s in outcome.extra["targets"]}
+
+
 # -- the merged answer ------------------------------------------------------------------------
 
 
@@ -328,21 +333,35 @@ async def test_an_index_the_target_itself_rejects_is_reported_for_that_target(st
                                               for c, n in (("DYZ", statuses["DYZ"]["name"]), ("DYS", statuses["DYS"]["name"])))
 
 
-async def test_yaz_ztest_as_a_third_target(store, zebra, tmp_path):
+async def yaz_client_records(url: str, query: str, count: int, directory: Path) -> list[Record]:
+    """The records yaz-client itself retrieves for a query (the reference origin)."""
+    marc_file = directory / "yaz-client.mrc"
+    process = await asyncio.create_subprocess_exec(
+        "yaz-client", "-m", str(marc_file), url, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.wait_for(process.communicate(f"find {query}\nshow 1+{count}\nquit\n".encode()), 20)
+    return [r.record for r in read_records(marc_file) if r.record is not None]
+
+
+async def test_yaz_ztest_as_a_third_target(setup, store, zebra, tmp_path):
     async with start_yaz_ztest(tmp_path / "ztest") as ztest:
-        targets = [*city_targets(zebra), Target("ZT", "YAZ test target", "z3950", f"{ztest.address}/Default", timeout=5)]
+        url = f"{ztest.address}/Default"
+        targets = [*city_targets(zebra), Target("ZT", "YAZ test target", "z3950", url, timeout=5)]
         fed = federation(store, targets)
         try:
             outcome = await fed.search(title("religion"), limit=500)
         finally:
             await fed.aclose()
-        statuses = {s["code"]: s for s in outcome.extra["targets"]}
-        assert statuses["ZT"]["state"] == "ok"
-        assert statuses["ZT"]["hits"] == await yaz_client_hits(f"{ztest.address}/Default", "@attr 1=4 religion")
-        assert statuses["ZT"]["fetched"] == statuses["ZT"]["hits"]
-        ztest_records = [r for r in outcome.records if any(c.library == "ZT" for c in r.contributions)]
-        assert ztest_records and all(i.library == "ZT" for r in ztest_records for i in r.items if i.library != LOCAL_LIBRARY
-                                     and not i.library.startswith("DY"))
+        hits = await yaz_client_hits(url, "@attr 1=4 religion")
+        reference = await yaz_client_records(url, "@attr 1=4 religion", hits, tmp_path)
+    status = by_code(outcome)["ZT"]
+    assert status["state"] == "ok" and status["hits"] == status["fetched"] == hits == len(reference)
+    ztest_works = {InputRecord(LOC, False, record).work for record in reference}
+    assert outcome.total == len(setup.expected_works("religion") | ztest_works) and outcome.precision == "exact"
+    from_ztest = [r for r in outcome.records if {c.library for c in r.contributions} == {"ZT"}]
+    assert len(from_ztest) == len(ztest_works)
+    assert all([(i.library, i.barcode) for i in r.items] == [("ZT", "")] for r in from_ztest)
 
 
 # -- the federated database through the servers ------------------------------------------------
@@ -673,9 +692,6 @@ async def test_credentials_reach_a_z3950_target(setup, store, token, state):
     else:
         assert "rejected" in status["error"] and outcome.precision == "minimum"
 
-
-def by_code(outcome) -> dict[str, dict]:
-    return {s["code"]: s for s in outcome.extra["targets"]}
 
 
 # -- a CNMARC neighbour over SRU, behind HTTP basic authentication ------------------------------------

@@ -14,14 +14,10 @@ from federation.z3950service import start_z3950_server
 from federation_peers import refused_port, start_garbage_peer, start_silent_peer, start_slow_proxy
 from indexer.indexes import load_index_table
 from indexer.query import Clause, Relation
-from test_federation import NETWORK, city_targets, federation, setup, store, title, zebra  # noqa: F401 (fixtures)
+from test_federation import NETWORK, by_code, city_targets, federation, setup, store, title, zebra  # noqa: F401 (fixtures)
 
 DEADLINE = 1.5
 MARGIN = 0.5
-
-
-def by_code(outcome) -> dict[str, dict]:
-    return {s["code"]: s for s in outcome.extra["targets"]}
 
 
 def warning_for(outcome, code: str) -> str:
