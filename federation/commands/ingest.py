@@ -28,7 +28,9 @@ from typing import TextIO
 from federation.rules import ConfigError, StoreSettings, load_network
 from federation.stores import open_store
 from indexer.indexes import IndexTableError, load_index_table
-from indexer.ingest import IngestError, IngestOptions, IngestReport, default_batch_id, ingest, write_report
+from indexer.ingest import (
+    DEFAULT_BATCH_SIZE, DEFAULT_WRITE_BEHIND, IngestError, IngestOptions, IngestReport, default_batch_id, ingest,
+    write_report)
 from indexer.model import MarcFormat
 from indexer.readers import normalize_encoding
 from indexer.store import StoreError
@@ -52,7 +54,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the input is the library's complete export: its records not in the input are withdrawn")
     parser.add_argument("--report", metavar="PATH", help="where to write the JSON report (default: beside the quarantine file)")
     parser.add_argument("--quarantine", metavar="PATH", help="the quarantine file (default: in <data dir>/ingest/)")
-    parser.add_argument("--batch-size", type=int, default=500, metavar="N", help="records per store write (default 500)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                        help=f"records read and looked up together (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--write-behind", type=int, default=DEFAULT_WRITE_BEHIND, metavar="N",
+                        help=f"union records held in memory before they are written (default {DEFAULT_WRITE_BEHIND})")
     parser.add_argument("--reread", action="store_true", help="read every file, also those unchanged since the last ingest")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
@@ -128,8 +133,8 @@ async def _run(args: argparse.Namespace) -> int:
     policy = network.to_ingest_policy()
     if args.library is not None and args.library not in policy.libraries:
         raise IngestError(f"--library {args.library}: not a library of {network.id} ({', '.join(policy.libraries)})")
-    if args.batch_size < 1:
-        raise IngestError("--batch-size must be at least 1")
+    if args.batch_size < 1 or args.write_behind < 1:
+        raise IngestError("--batch-size and --write-behind must be at least 1")
     encoding = normalize_encoding(args.encoding) if args.encoding else None
     settings = network.store_settings(os.environ, override_kind=args.store, data_dir=args.data_dir)
     data_dir = Path(args.data_dir or settings.path or Path("var") / network.id)
@@ -146,6 +151,7 @@ async def _run(args: argparse.Namespace) -> int:
         encoding=encoding,
         full=args.full,
         batch_size=args.batch_size,
+        write_behind=args.write_behind,
         quarantine_path=quarantine_path,
         state_path=work_dir / state_file_name(settings),
         skip_unchanged_files=not args.reread,
