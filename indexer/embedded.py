@@ -340,9 +340,12 @@ class _Compiler:
     def _numeric(self, definition: IndexDefinition, clause: Clause, owner: str, scope: str, universe: _Sql) -> _Plan:
         def number(term: str | None) -> int:
             try:
-                return int(str(term).strip())
+                value = int(str(term).strip())
             except ValueError:
                 raise QueryNotSupported(f"index {definition.name!r} needs a number, not {term!r}") from None
+            if not _SQLITE_INT_MIN <= value <= _SQLITE_INT_MAX:
+                raise QueryNotSupported(f"index {definition.name!r}: {term!r} is out of the 64-bit range")
+            return value
 
         def where(condition: str, *params: Any) -> _Sql:
             return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope} AND {condition}", [definition.name, *params],
@@ -606,6 +609,8 @@ def _decode_cursor(cursor: str, signature: str, length: int) -> list[Any]:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         values = data["v"]
         if data["s"] != signature or not isinstance(values, list) or len(values) != length:
+            raise ValueError
+        if not all(isinstance(v, (str, int, float)) for v in values):
             raise ValueError
     except (ValueError, KeyError, TypeError):
         raise QueryNotSupported("the cursor does not belong to this query's sort order") from None

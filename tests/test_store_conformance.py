@@ -8,6 +8,8 @@ half runs on that cluster instead of the osmem-server stand-in.
 """
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import replace
 from typing import AsyncIterator
 
@@ -475,6 +477,7 @@ BAD_REQUESTS = [
     ("sort on an item index", SearchRequest(MatchAll(), sort=(SortKey("library"),))),
     ("facet on a non-facet index", SearchRequest(MatchAll(), facets=(FacetRequest("title"),))),
     ("cursor of another sort", SearchRequest(MatchAll(), sort=(SortKey("title"),), after="bm90LWEtY3Vyc29y")),
+    ("number beyond 64 bits", SearchRequest(c("date", R.GT, "99999999999999999999999"))),
 ]
 
 
@@ -514,3 +517,15 @@ async def test_item_status_update_is_visible_to_the_next_search(store: Store) ->
     assert "h01" in (await store.search(SearchRequest(phrase("title", "图书馆学基础")))).ids
     await store.update_items([ItemStatusUpdate(item.barcode, item.availability, status=item.status)])
     assert (await store.search(SearchRequest(available_at_branch))).ids == []
+
+
+@module_loop
+async def test_a_tampered_cursor_is_query_not_supported(store: Store) -> None:
+    request = SearchRequest(MatchAll(), sort=(SortKey("title"),), limit=3)
+    cursor = (await store.search(request)).next_cursor
+    assert cursor is not None
+    data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    data["v"] = [{"x": 1} for _ in data["v"]]
+    tampered = base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    with pytest.raises(QueryNotSupported):
+        await store.search(replace(request, after=tampered))
