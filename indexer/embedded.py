@@ -1006,12 +1006,18 @@ class EmbeddedStore(Store):
             finally:
                 evaluation.clear()
 
+        return await self._query(work)
+
+    async def _query(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """A read that runs a compiled query: what SQLite refuses is the query's fault."""
         try:
             return await self._read(work)
         except sqlite3.OperationalError as error:
             raise QueryNotSupported(f"the embedded store cannot run this query: {error}") from error
         except RecursionError:
             raise QueryNotSupported("the query is nested too deeply") from None
+        except UnicodeEncodeError as error:
+            raise QueryNotSupported(f"the query is not valid Unicode text: {error.reason}") from None
 
     def _compile(self, query: Query, item_scope: Query | None = None) -> _Plan:
         try:
@@ -1145,7 +1151,7 @@ class EmbeddedStore(Store):
             terms = [ScanTerm(key, count) for key, count in reversed(before)]
             return terms + [ScanTerm(key, count) for key, count in onward[skip:]][: request.count - len(terms)]
 
-        return await self._read(work)
+        return await self._query(work)
 
     async def stats(self) -> StoreStats:
         def work(connection: sqlite3.Connection) -> StoreStats:

@@ -27,6 +27,7 @@ from indexer.query import (
     ItemMatch,
     MatchAll,
     Relation,
+    ScanRequest,
     SearchRequest,
     SortKey,
 )
@@ -356,5 +357,19 @@ async def test_relevance_puts_title_matches_first(tmp_path: Path) -> None:
         # Sort keys replace relevance.
         by_title = await store.search(SearchRequest(Clause("anywhere", Relation.PHRASE, "wheat"), sort=(SortKey("title"),)))
         assert by_title.ids == ["e-creator", "a-notes", "b-subject", "c-title", "d-exact"]
+    finally:
+        await store.close()
+
+
+async def test_a_term_that_is_not_unicode_text_is_query_not_supported(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    try:
+        await store.upsert(handmade_records())
+        with pytest.raises(QueryNotSupported, match="not valid Unicode"):
+            await store.search(SearchRequest(Clause("title", Relation.EXACT, "abc\udc80def")))
+        with pytest.raises(QueryNotSupported, match="not valid Unicode"):
+            await store.scan(ScanRequest("title", "\udc80"))
+        assert (await store.search(SearchRequest(Clause("creator", Relation.EXACT, "[s.n*")))).ids == ["h12"]
     finally:
         await store.close()
