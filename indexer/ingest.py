@@ -29,9 +29,9 @@ A control number that comes again in the same file with a different record is qu
 file changes nothing. Across files, a later file's record replaces an earlier one's.
 
 Memory stays flat: records are read and looked up in batches of `options.batch_size`; one
-merge session holds up to `options.write_behind` union records (and twice as many placed
-input records) before its changes are written, so that a work several libraries' files send
-is written once; the source ids read so far are kept in a temporary on-disk SQLite database.
+merge session holds up to about `options.write_behind` contributions before its changes are
+written, so that a work several libraries' files send is written once; the source ids read
+so far are kept in a temporary on-disk SQLite database.
 
 The quarantine file is JSON lines, one object per quarantined record:
 `{"file", "position" (1-based record number), "offset" (byte offset or line), "library",
@@ -53,7 +53,7 @@ import itertools
 import json
 import os
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -70,7 +70,7 @@ from indexer.union import Analysis, IdLookupNeeded, Incoming, MergeSession, Outc
 
 REPORT_KEYS = ("read", "added", "merged", "updated", "unchanged", "quarantined")
 DEFAULT_BATCH_SIZE = 500
-DEFAULT_WRITE_BEHIND = 4000
+DEFAULT_WRITE_BEHIND = 2000
 # File name endings a directory walk takes as MARC input (a file named explicitly is always read).
 MARC_SUFFIXES = (".mrc", ".marc", ".iso", ".iso2709", ".dat", ".xml", ".json", ".jsonl", ".ndjson", ".gz")
 # Records looked at to decide which library a file belongs to.
@@ -93,8 +93,9 @@ class IngestOptions:
     encoding: str | None = None         # else detected per record
     full: bool = False                  # the input is each library's complete export
     batch_size: int = DEFAULT_BATCH_SIZE
-    # Union records a merge session holds before its changes are written: a work that several
-    # files (libraries) send is written once, not once per file. Memory is bounded by it.
+    # Contributions a merge session holds (loaded with their union records, or placed) before
+    # its changes are written: a work that several files (libraries) send is then written once,
+    # not once per file. Memory is bounded by it (some 20 KB per contribution).
     write_behind: int = DEFAULT_WRITE_BEHIND
     state_path: Path | None = None      # where file fingerprints are recorded
     skip_unchanged_files: bool = True   # count a recorded, unchanged file as unchanged without reading it
@@ -526,7 +527,7 @@ class Pipeline:
         self.analyzer = contribution_analyzer(table)
         self.preparer = _Preparer(table, policy, options.batch_id or default_batch_id(), self.salt, self.report)
         self.session: MergeSession | None = None  # the merge session of the records not yet written
-        self.session_records = 0                  # union records it holds (loaded or created)
+        self.session_size = 0                     # contributions it holds (loaded or placed)
         self.pending: list[_Placed] = []           # input records placed in it, to count when written
 
     def new_session(self) -> MergeSession:
@@ -647,7 +648,7 @@ class Pipeline:
         if not wanted:
             return
         records = await self.store.get(wanted)
-        self.session_records += sum(1 for r in records if r is not None)
+        self.session_size += sum(len(r.contributions) for r in records if r is not None)
         session.load(r for r in records if r is not None)
         session.mark_absent(i for i, r in zip(wanted, records) if r is None)
 
@@ -691,7 +692,7 @@ class Pipeline:
     def _session(self) -> MergeSession:
         if self.session is None:
             self.session = self.new_session()
-            self.session_records = 0
+            self.session_size = 0
         return self.session
 
     async def _apply(self, file: _FileRun, entries: list[_Prepared]) -> None:
@@ -718,11 +719,11 @@ class Pipeline:
                 elif outcome is Outcome.UNCHANGED:
                     self.report.count(outcome)
                 else:
-                    self.pending.append(_Placed(file, entry.result, entry.key, outcome))
-                    if outcome is Outcome.ADDED:
-                        self.session_records += 1
+                    # Without the parsed record: only the raw bytes are needed, should the store refuse it.
+                    self.pending.append(_Placed(file, replace(entry.result, record=None), entry.key, outcome))
+                    self.session_size += 1
         self.quarantine.flush()
-        if self.session_records > self.options.write_behind or len(self.pending) > 2 * self.options.write_behind:
+        if self.session_size >= self.options.write_behind:
             await self._flush()
         self._tick()
 

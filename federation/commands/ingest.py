@@ -57,7 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                         help=f"records read and looked up together (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--write-behind", type=int, default=DEFAULT_WRITE_BEHIND, metavar="N",
-                        help=f"union records held in memory before they are written (default {DEFAULT_WRITE_BEHIND})")
+                        help=f"contributions held in memory before they are written (default {DEFAULT_WRITE_BEHIND})")
     parser.add_argument("--reread", action="store_true", help="read every file, also those unchanged since the last ingest")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
