@@ -738,14 +738,16 @@ class EmbeddedStore(Store):
             self._insert_rows(connection, rid, UnionRecord.from_dict(json.loads(payload)))
 
     def _shutdown_executors(self) -> None:
-        for executor in (self._write_executor, self._read_executor):
-            if executor is not None:
-                executor.shutdown(wait=True)
-        self._write_executor = self._read_executor = None
+        executors = (self._write_executor, self._read_executor)
+        self._write_executor = self._read_executor = None  # new calls now fail as "not open"
+        _shutdown(executors)
 
     async def close(self) -> None:
+        """Waits for running reads and writes (in a thread: the event loop keeps serving)."""
         writer, self._writer = self._writer, None
-        self._shutdown_executors()
+        executors = (self._write_executor, self._read_executor)
+        self._write_executor = self._read_executor = None  # new calls now fail as "not open"
+        await asyncio.to_thread(_shutdown, executors)
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for connection in readers:
@@ -1169,6 +1171,13 @@ class EmbeddedStore(Store):
             return StoreStats(records=records, items=items, by_library=by("library"), by_tier=by("tier"))
 
         return await self._read(work)
+
+
+def _shutdown(executors: Iterable[concurrent.futures.ThreadPoolExecutor | None]) -> None:
+    """Waits for the work already submitted to the executors, then stops their threads."""
+    for executor in executors:
+        if executor is not None:
+            executor.shutdown(wait=True)
 
 
 def _apply(record: UnionRecord, update: ItemStatusUpdate) -> None:

@@ -373,3 +373,16 @@ async def test_a_term_that_is_not_unicode_text_is_query_not_supported(tmp_path: 
         assert (await store.search(SearchRequest(Clause("creator", Relation.EXACT, "[s.n*")))).ids == ["h12"]
     finally:
         await store.close()
+
+
+async def test_close_lets_running_searches_finish_and_refuses_new_ones(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    await store.upsert(corpus_records())
+    running = [asyncio.ensure_future(store.search(SearchRequest(Clause("anywhere", Relation.ANY, "history 图书馆 小麦"))))
+               for _ in range(6)]
+    await asyncio.sleep(0)  # the searches are submitted to the reader threads
+    await store.close()
+    assert all(result.total > 0 for result in await asyncio.gather(*running))
+    with pytest.raises(StoreError, match="not open"):
+        await store.search(EVERYTHING)
