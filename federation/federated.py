@@ -94,6 +94,7 @@ class FederationSettings:
     # ... unless a source failed: then a new search soon after asks the targets again.
     incomplete_result_set_ttl: float = 30.0
     max_result_sets: int = 64         # least recently used sets are dropped beyond this
+    max_cached_records: int = 20_000  # ... or beyond this many records in all (memory bound)
     local_fetch_limit: int = 500      # union records taken from the local index per search
     include_local: bool = True        # search the union index too (False: remote targets only)
 
@@ -268,9 +269,10 @@ class FederatedSearch:
     # -- result sets ------------------------------------------------------------------------
     def result_set(self, result_set_id: str) -> FederatedResultSet | None:
         self._expire()
-        for result_set in self._result_sets.values():
+        for key, result_set in self._result_sets.items():
             if result_set.id == result_set_id:
                 result_set.last_used = self.clock()
+                self._result_sets.move_to_end(key)
                 return result_set
         return None
 
@@ -300,9 +302,16 @@ class FederatedSearch:
         result_set.last_used = self.clock()
         self._result_sets[key] = result_set
         self._result_sets.move_to_end(key)
-        while len(self._result_sets) > self.settings.max_result_sets:
-            self._result_sets.popitem(last=False)
+        self._evict()
         return result_set
+
+    def _evict(self) -> None:
+        """Drop least recently used result sets beyond the count and record bounds (never the newest)."""
+        cached = sum(len(rs.records) for rs in self._result_sets.values())
+        while len(self._result_sets) > 1 and (len(self._result_sets) > self.settings.max_result_sets
+                                               or cached > self.settings.max_cached_records):
+            _, dropped = self._result_sets.popitem(last=False)
+            cached -= len(dropped.records)
 
     # -- the fan-out ------------------------------------------------------------------------
     async def _search_all(self, query: Query, sort: tuple[SortKey, ...]) -> FederatedResultSet:

@@ -286,6 +286,26 @@ async def test_result_sets_expire_after_their_ttl(store, zebra):
         await fed.aclose()
 
 
+async def test_the_cache_is_bounded_by_sets_and_records(setup, store, zebra):
+    fed = federation(store, city_targets(zebra), max_result_sets=3, max_cached_records=60)
+    try:
+        ids = {}
+        for word in WORDS:
+            ids[word] = (await fed.search(title(word), limit=1)).extra["result_set_id"]
+        sizes = {word: len(setup.expected_works(word)) for word in WORDS}
+        kept = [word for word in WORDS if fed.result_set(ids[word]) is not None]
+        # Newest first, while the bounds allow: at most 3 sets, at most 60 records (the newest always).
+        expected, total = [], 0
+        for word in reversed(WORDS):
+            if expected and (len(expected) == 3 or total + sizes[word] > 60):
+                break
+            expected.append(word)
+            total += sizes[word]
+        assert sorted(kept) == sorted(expected) and WORDS[-1] in kept
+    finally:
+        await fed.aclose()
+
+
 async def test_beyond_the_fetch_limit_the_count_is_an_estimate(setup, store, zebra):
     fed = federation(store, city_targets(zebra, fetch_limit=5))
     try:
