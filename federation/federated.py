@@ -112,6 +112,7 @@ class SourceStatus:
     seconds: float = 0.0
     error: str = ""
     unreadable: int = 0               # records the target sent that could not be read
+    first_unreadable: str = ""        # ... and why the first of them could not
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -387,7 +388,9 @@ class FederatedSearch:
             elif run.breaker_verdict is False:
                 run.remote.breaker.failed(self.clock())
             run.status.fetched = run.answer.fetched
-            run.status.unreadable = sum(1 for r in run.answer.records if r.incoming is None)
+            problems = [r.error for r in run.answer.records if r.incoming is None]
+            run.status.unreadable = len(problems)
+            run.status.first_unreadable = problems[0] if problems else ""
 
     def _network_name(self) -> str:
         names = getattr(self.network, "names", None)
@@ -597,7 +600,7 @@ class FederatedSearch:
                statuses: list[SourceStatus]) -> tuple[int, str]:
         truncated = [s for s in statuses if s.hits is not None and s.fetched < s.hits]
         if not truncated:
-            complete = all(s.state == "ok" for s in statuses)
+            complete = all(s.state == "ok" and not s.unreadable for s in statuses)
             return len(records), "exact" if complete else "minimum"
         extra = 0.0
         for status in truncated:
@@ -682,10 +685,13 @@ def _positive_clauses(query: Query) -> list[Clause]:
 
 
 def _warning(status: SourceStatus) -> tuple[int, str] | None:
-    if status.state == "ok":
-        return None
-    code = UNSUPPORTED_INDEX if status.state == "unsupported" else PARTIAL_RESULTS
     what = "the union index" if status.protocol == "local" else f"target {status.code} ({status.name})"
+    if status.state == "ok":
+        if not status.unreadable:
+            return None
+        return PARTIAL_RESULTS, (f"{what}: {status.unreadable} of {status.fetched} records could not be read "
+                                 f"(first: {status.first_unreadable})")
+    code = UNSUPPORTED_INDEX if status.state == "unsupported" else PARTIAL_RESULTS
     return code, f"{what}: {status.state}: {status.error}"
 
 
@@ -707,6 +713,7 @@ def status_element(result_set: FederatedResultSet) -> etree._Element:
         element.set("seconds", f"{status.seconds:g}")
         if status.unreadable:
             element.set("unreadable", str(status.unreadable))
+            element.set("firstUnreadable", status.first_unreadable)
         if status.error:
             element.text = status.error
     return root

@@ -775,3 +775,25 @@ async def test_a_cnmarc_neighbour_over_sru_with_credentials(store, neighbour, pa
         assert record.master_contribution.format is MarcFormat.CNMARC
         assert "中国发展报告" in record.fields["title"][0]
         assert [(i.library, i.barcode) for i in record.items] == [("NBR", "")]
+
+
+async def test_records_a_target_sends_in_a_form_we_cannot_read_are_reported(store):
+    """A target configured with a record schema that carries no MARC (Dublin Core)."""
+    table = load_index_table()
+    server = TestServer(create_app(SearchService(load_network(NETWORK), table, store)))
+    await server.start_server()
+    try:
+        target = Target("DC", "只有都柏林核心", "sru", str(server.make_url("/sru/union")), record_schema="dc")
+        fed = federation(store, [target])
+        try:
+            outcome = await fed.search(title("sonata"), limit=100)
+        finally:
+            await fed.aclose()
+    finally:
+        await server.close()
+    status = by_code(outcome)["DC"]
+    assert status["state"] == "ok" and status["hits"] == status["fetched"] == status["unreadable"] > 0
+    assert "no MARC record" in status["first_unreadable"]
+    assert outcome.precision == "minimum" and outcome.total == by_code(outcome)["union"]["hits"]
+    [(code, text)] = outcome.warnings
+    assert code == 58 and text.startswith(f"target DC (只有都柏林核心): {status['unreadable']} of {status['fetched']} records")
