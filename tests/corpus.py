@@ -393,6 +393,11 @@ def demo_records(count: int = 600, seed: int = 7) -> tuple[UnionRecord, ...]:
     return tuple(merge(incomings, table, hub=policy.hub))
 
 
+def small_corpus() -> list[UnionRecord]:
+    """Handmade and generated records only (about 400): quick to build, for store mechanics."""
+    return handmade_records() + generated_records()
+
+
 def corpus_records() -> list[UnionRecord]:
     """The conformance corpus: handmade, generated, real fixtures and demo data."""
     return handmade_records() + generated_records() + list(real_records()) + list(demo_records())

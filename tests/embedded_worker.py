@@ -1,6 +1,6 @@
 """A separate process working on an embedded store, for the durability and concurrency tests.
 
-    python tests/embedded_worker.py load DIR BATCH_SIZE   upsert the corpus in batches; after each
+    python tests/embedded_worker.py load DIR BATCH_SIZE   upsert the small corpus in batches; after each
                                                           acknowledged batch print `acked N` (records so far)
     python tests/embedded_worker.py read DIR SECONDS      search repeatedly; print `total N` per search
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from corpus import corpus_records  # noqa: E402
+from corpus import small_corpus  # noqa: E402
 from indexer.embedded import EmbeddedStore  # noqa: E402
 from indexer.indexes import load_index_table  # noqa: E402
 from indexer.query import Clause, MatchAll, Relation, SearchRequest  # noqa: E402
@@ -22,7 +22,7 @@ from indexer.query import Clause, MatchAll, Relation, SearchRequest  # noqa: E40
 async def load(directory: str, batch_size: int) -> None:
     store = EmbeddedStore(directory, load_index_table())
     await store.open()
-    records = corpus_records()
+    records = small_corpus()
     done = 0
     for start in range(0, len(records), batch_size):
         result = await store.upsert(records[start : start + batch_size])

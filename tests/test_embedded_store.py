@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus import corpus_records, handmade_records
+from corpus import handmade_records, small_corpus
 from indexer.embedded import DATABASE_NAME, EmbeddedStore
 from indexer.indexes import IndexTable, load_index_table
 from indexer.model import Availability, Item, ItemStatusUpdate, UnionRecord
@@ -73,7 +73,7 @@ def integrity(directory: Path) -> str:
 
 @pytest.mark.slow
 async def test_killed_bulk_load_keeps_acknowledged_batches_and_rerun_completes(tmp_path: Path) -> None:
-    records = corpus_records()
+    records = small_corpus()
     expected = {record.id: record.to_dict() for record in records}
     batch = 100
     loader = worker("load", str(tmp_path), str(batch))
@@ -126,8 +126,8 @@ async def test_readers_in_other_processes_see_only_whole_batches(tmp_path: Path)
     await store.open()
     await store.close()
     batch = 20
-    total = len(corpus_records())
-    readers = [worker("read", str(tmp_path), "4") for _ in range(2)]
+    total = len(small_corpus())
+    readers = [worker("read", str(tmp_path), "3") for _ in range(2)]
     loader = worker("load", str(tmp_path), str(batch))
     out, err = loader.communicate(timeout=120)
     assert loader.returncode == 0, err
@@ -258,7 +258,7 @@ async def test_item_status_update_is_visible_at_once_and_durable(tmp_path: Path)
 async def test_searches_run_while_a_bulk_load_writes(tmp_path: Path) -> None:
     store = EmbeddedStore(tmp_path, TABLE)
     await store.open()
-    records = corpus_records()
+    records = small_corpus()
     try:
         load = asyncio.ensure_future(store.upsert(records))
         totals = []
@@ -378,7 +378,7 @@ async def test_a_term_that_is_not_unicode_text_is_query_not_supported(tmp_path: 
 async def test_close_lets_running_searches_finish_and_refuses_new_ones(tmp_path: Path) -> None:
     store = EmbeddedStore(tmp_path, TABLE)
     await store.open()
-    await store.upsert(corpus_records())
+    await store.upsert(small_corpus())
     running = [asyncio.ensure_future(store.search(SearchRequest(Clause("anywhere", Relation.ANY, "history 图书馆 小麦"))))
                for _ in range(6)]
     await asyncio.sleep(0)  # the searches are submitted to the reader threads
