@@ -41,6 +41,9 @@ async def test_every_failure_at_once_within_the_deadline(setup, store, zebra):  
             Target("GARBAGES", "garbage (SRU)", "sru", f"http://{garbage.address}/db", timeout=10),
             Target("SLOW", "slow but in time", "z3950", f"tcp:{slow.address}/Default", timeout=10),
             Target("TOOSLOW", "slower than the deadline", "z3950", f"tcp:{too_slow.address}/Default", timeout=10),
+            Target("SLOWS", "slow but in time (SRU)", "sru", f"http://{slow.address}/Default", timeout=10),
+            Target("TOOSLOWS", "slower than the deadline (SRU)", "sru", f"http://{too_slow.address}/Default",
+                   timeout=10),
         ]
         fed = federation(store, targets, deadline=DEADLINE)
         try:
@@ -53,12 +56,13 @@ async def test_every_failure_at_once_within_the_deadline(setup, store, zebra):  
     statuses = by_code(outcome)
     city_hits = len(setup.hits("religion", lambda n: n % 3 != 0))
     assert statuses["DYZ"]["state"] == "ok" and statuses["DYZ"]["fetched"] == city_hits
-    assert statuses["SLOW"]["state"] == "ok" and statuses["SLOW"]["hits"] == city_hits
+    for code in ("SLOW", "SLOWS"):
+        assert statuses[code]["state"] == "ok" and statuses[code]["hits"] == city_hits
     assert statuses["union"]["state"] == "ok"
     # The healthy sources' works are all there.
     assert outcome.total == len(outcome.records) == len(setup.expected_works("religion"))
     assert outcome.precision == "minimum"
-    for code in ("SILENTZ", "SILENTS", "TOOSLOW"):
+    for code in ("SILENTZ", "SILENTS", "TOOSLOW", "TOOSLOWS"):
         assert statuses[code]["state"] == "timeout", statuses[code]
         assert "within" in warning_for(outcome, code)
     for code in ("REFUSEDZ", "REFUSEDS", "GARBAGEZ", "GARBAGES"):
@@ -68,7 +72,7 @@ async def test_every_failure_at_once_within_the_deadline(setup, store, zebra):  
     assert "connection failed" in warning_for(outcome, "GARBAGEZ")
     assert "Bad status line" in warning_for(outcome, "GARBAGES")
     assert all(code == 58 for code, _ in outcome.warnings)
-    assert len(outcome.warnings) == 7
+    assert len(outcome.warnings) == 8
 
 
 async def test_a_target_timeout_shorter_than_the_deadline(store, zebra):  # noqa: F811
