@@ -1164,7 +1164,7 @@ class EmbeddedStore(Store):
                 return {
                     value: {"records": record_count, "items": item_count}
                     for value, record_count, item_count in connection.execute(
-                        f"SELECT {column}, COUNT(DISTINCT rid), COUNT(*) FROM items WHERE {column} != '' GROUP BY {column}"
+                        f"SELECT {column}, COUNT(DISTINCT rid), COUNT(*) FROM items GROUP BY {column}"
                     )
                 }
 

@@ -239,7 +239,11 @@ def handmade_records() -> list[UnionRecord]:
             "title": ["...", "——"],
             "creator": ["[s.n.]"],
             "material_type": ["book"],
-        }, [_item("RR010000003", "RR01", A.ON_LOAN, "", "阅览室")]),
+        }, [
+            _item("RR010000003", "RR01", A.ON_LOAN, "", "阅览室"),
+            # A copy reported under a code the network does not know: no tier.
+            Item("XX0000001", "XX", "", availability=A.UNKNOWN, source_library="xx"),
+        ]),
     ]
 
 

@@ -458,14 +458,15 @@ async def test_stats(store: Store) -> None:
     stats = await store.stats()
     assert stats.records == len(RECORDS)
     assert stats.items == sum(len(r.items) for r in RECORDS)
-    expected: dict[str, dict[str, int]] = {}
-    for record in RECORDS:
-        for library in {item.library for item in record.items}:
-            expected.setdefault(library, {"records": 0, "items": 0})["records"] += 1
-        for item in record.items:
-            expected[item.library]["items"] += 1
-    assert stats.by_library == expected
-    assert sum(v["items"] for v in stats.by_tier.values()) == stats.items
+    for attribute, counted in (("library", stats.by_library), ("tier", stats.by_tier)):
+        expected: dict[str, dict[str, int]] = {}
+        for record in RECORDS:
+            for value in {getattr(item, attribute) for item in record.items}:
+                expected.setdefault(value, {"records": 0, "items": 0})["records"] += 1
+            for item in record.items:
+                expected[getattr(item, attribute)]["items"] += 1
+        assert counted == expected
+    assert "" in stats.by_tier  # an item of a library the network does not know
 
 
 BAD_REQUESTS = [
