@@ -5,11 +5,13 @@ The union catalogue (embedded store) holds two thirds of the Library of Congress
 library runs zebrasrv over another two thirds (records 1, 2, 4, 5, ..., items in 852 at its
 own branches) and is configured twice, as a Z39.50 target and as an SRU target on the same
 server. Every third record is on both sides, so the same work arrives up to three times and
-must come out once, with the holdings of every source. yaz-ztest is a third target.
+must come out once, with the holdings of every source. yaz-ztest is a third target; a CNMARC
+neighbour county and the project's own SRU and Z39.50 servers serve as targets too.
 
 Expected counts are computed from the input files with pymarc: the records whose title
 (245 $a$b$n$p) has the word, grouped into works by ISBN, else title, author and year
-(`sru_support.InputRecord.work`); per target hit counts come from yaz-client.
+(`sru_support.InputRecord.work`); per target hit counts, and yaz-ztest's records, come from
+yaz-client.
 """
 from __future__ import annotations
 
