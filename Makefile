@@ -8,6 +8,10 @@ NETWORK ?= config/networks/guangrao.yaml
 DATA_DIR ?= var/guangrao
 DEMO_RECORDS ?= 2000
 DEBIAN_PACKAGES := yaz idzebra-2.0 idzebra-2.0-examples
+# Real records served beside the demo data (each once: fixtures/cnmarc also holds the same
+# records in other serializations, and the LoC manifests are not MARC).
+DEMO_FIXTURES := $(wildcard fixtures/marc21/*.mrc) fixtures/marc21/summerland.marcxml.xml \
+                 fixtures/cnmarc/dp2_sru_sample_cnmarcxml.iso
 
 .PHONY: serve test install debian-packages demo-catalogue check-config bench clean
 
@@ -45,7 +49,7 @@ check-config: install
 demo-catalogue: install
 	$(VENV)/bin/federation demo-data --config $(NETWORK) --records $(DEMO_RECORDS) --seed 1 --out $(DATA_DIR)/demo-input
 	$(VENV)/bin/federation ingest --config $(NETWORK) --data-dir $(DATA_DIR) --quiet \
-	    $(DATA_DIR)/demo-input fixtures/marc21 fixtures/cnmarc
+	    $(DATA_DIR)/demo-input $(DEMO_FIXTURES)
 
 serve: demo-catalogue
 	$(VENV)/bin/federation serve --config $(NETWORK) --data-dir $(DATA_DIR) --demo-banner
