@@ -799,3 +799,26 @@ async def test_records_a_target_sends_in_a_form_we_cannot_read_are_reported(stor
     assert outcome.precision == "minimum" and outcome.total == by_code(outcome)["union"]["hits"]
     [(code, text)] = outcome.warnings
     assert code == 58 and text.startswith(f"target DC (只有都柏林核心): {status['unreadable']} of {status['fetched']} records")
+
+
+@pytest.mark.parametrize("syntax", ["usmarc", "xml"])
+async def test_z3950_record_syntaxes(setup, store, syntax):
+    """The project's own Z39.50 server as a target, asked for ISO 2709 or for MARCXML."""
+    table = load_index_table()
+    network = load_network(NETWORK)
+    server = await start_z3950_server(SearchService(network, table, store), "127.0.0.1", 0)
+    try:
+        target = Target("GRZ", "our own Z39.50", "z3950", f"tcp:127.0.0.1:{server.port}/union", record_syntax=syntax)
+        fed = federation(store, [target])
+        try:
+            outcome = await fed.search(title("economics"), limit=100)
+        finally:
+            await fed.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
+    status = by_code(outcome)["GRZ"]
+    local_works = len(setup.expected_works("economics", city=False))
+    assert status["state"] == "ok" and status["hits"] == status["fetched"] == local_works
+    assert status["unreadable"] == 0 and outcome.total == local_works and outcome.precision == "exact"
+    assert all({c.library for c in r.contributions} == {LOCAL_LIBRARY, "GRZ"} for r in outcome.records)
