@@ -60,10 +60,11 @@ def machine() -> dict:
     if meminfo.exists():
         found = re.search(r"MemTotal:\s*(\d+)", meminfo.read_text())
         memory = f"{int(found.group(1)) // 1024} MB" if found else ""
-    zebra_version = subprocess.run(["zebrasrv", "-V"], capture_output=True, text=True).stdout.strip().splitlines()
+    packages = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Version}\n", "idzebra-2.0", "yaz"],
+                              capture_output=True, text=True).stdout.split("\n")
     return {
         "cpu": model, "cores": os.cpu_count(), "memory": memory, "kernel": platform.release(),
-        "python": platform.python_version(), "zebra": zebra_version[0] if zebra_version else "",
+        "python": platform.python_version(), "packages": [p for p in packages if p],
         "load_average_at_start": os.getloadavg(),
     }
 
@@ -166,6 +167,7 @@ def run_load(protocol: str, target: list[str], mix: Path, concurrency: int, args
         raise RuntimeError(f"load generator failed:\n{completed.stderr[-3000:]}")
     result = json.loads(completed.stdout)
     result["server_cpu_share"] = round(server_cpu / wall, 2)
+    result["load_average_1m"] = round(os.getloadavg()[0], 2)   # other work on the machine during the run
     return result
 
 
