@@ -149,7 +149,7 @@ def build_mix(files: Sequence[Path], *, per_kind: int = 40, seed: int = 11) -> l
     """`per_kind` queries of every kind, interleaved in a fixed shuffled order."""
     rng = random.Random(seed)
     by_kind: dict[str, list[BenchQuery]] = {kind: [] for kind in KINDS}
-    for library, record in sample_records(files, per_kind * 6, seed):
+    for library, record in sample_records(files, per_kind * 20, seed):
         for query in _queries_for(library, record, rng):
             if len(by_kind[query.kind]) < per_kind:
                 by_kind[query.kind].append(query)
