@@ -717,6 +717,15 @@ def _check_utf8(text: str) -> None:
             raise MarcReadError(f"byte 0x{ord(char) - 0xDC00:02x} after {context!r} is not UTF-8")
 
 
+def _check_unicode(text: str, where: str) -> None:
+    """JSON may escape half of a UTF-16 pair (`\\ud800`): valid JSON, but not text that can be
+    stored or sent; such a record is unreadable here rather than failing later downstream."""
+    for index, char in enumerate(text):
+        if "\ud800" <= char <= "\udfff":
+            before = text[max(0, index - 20):index]
+            raise MarcReadError(f"{where}: lone UTF-16 surrogate \\u{ord(char):04x} after {before!r} is not a Unicode character")
+
+
 def record_from_json(value: object) -> Record:
     """A pymarc Record from the MARC-in-JSON shape (`Record.as_dict()`); `MarcReadError` if malformed."""
     if not isinstance(value, dict):
@@ -727,6 +736,7 @@ def record_from_json(value: object) -> Record:
     raw_fields = value.get("fields")
     if not isinstance(raw_fields, list):
         raise MarcReadError("'fields' must be a list")
+    _check_unicode(leader, "leader")
     record = _new_record(leader)
     for n, entry in enumerate(raw_fields):
         if not isinstance(entry, dict) or len(entry) != 1:
@@ -735,6 +745,7 @@ def record_from_json(value: object) -> Record:
         if len(tag) != 3 or not tag.isalnum():
             raise MarcReadError(f"fields[{n}]: {tag!r} is not a MARC tag")
         if isinstance(content, str):
+            _check_unicode(content, f"fields[{n}] ({tag})")
             record.add_field(Field(tag=tag, data=content))
             continue
         if not isinstance(content, dict) or not isinstance(content.get("subfields"), list):
@@ -746,10 +757,13 @@ def record_from_json(value: object) -> Record:
             ((code, text),) = sub.items()
             if len(code) != 1 or not isinstance(text, str):
                 raise MarcReadError(f"fields[{n}] ({tag}): bad subfield {sub!r}")
+            _check_unicode(code, f"fields[{n}] ({tag}) subfield code")
+            _check_unicode(text, f"fields[{n}] ({tag}) ${code}")
             subfields.append(Subfield(code, text))
         ind1 = str(content.get("ind1", " ")) or " "
         ind2 = str(content.get("ind2", " ")) or " "
         if len(ind1) != 1 or len(ind2) != 1:
             raise MarcReadError(f"fields[{n}] ({tag}): indicators must be one character each")
+        _check_unicode(ind1 + ind2, f"fields[{n}] ({tag}) indicators")
         record.add_field(Field(tag=tag, indicators=Indicators(ind1, ind2), subfields=subfields))
     return record

@@ -324,8 +324,9 @@ async def test_malformed_files_good_records_in_bad_ones_quarantined(run, store, 
     assert report.added + report.merged + report.updated + report.unchanged == len(kept)
 
 
-async def test_a_record_that_breaks_extraction_is_quarantined_and_the_rest_goes_in(run, store, tmp_path):
-    # MARC-in-JSON may escape half of a UTF-16 pair: valid JSON, not valid Unicode text.
+async def test_a_json_record_with_a_lone_surrogate_is_quarantined_and_the_rest_goes_in(run, store, tmp_path):
+    # MARC-in-JSON may escape half of a UTF-16 pair: valid JSON, not valid Unicode text. The reader
+    # refuses it, naming the field, before anything downstream (extraction, the store) sees it.
     path = tmp_path / "surrogate.json"
     path.write_text(
         '[{"leader": "00000nam a2200000 a 4500", "fields": [{"001": "S1"},'
@@ -335,7 +336,8 @@ async def test_a_record_that_breaks_extraction_is_quarantined_and_the_rest_goes_
     report = await run([path])
     assert (report.read, report.added, report.quarantined) == (2, 1, 1)
     (entry,) = read_quarantine(report.quarantine)
-    assert entry["position"] == 1 and "surrogate" in entry["reason"]
+    assert entry["position"] == 1
+    assert entry["reason"] == r"fields[1] (245) $a: lone UTF-16 surrogate \ud800 after 'Broken ' is not a Unicode character"
     assert b"\\ud800" in entry["raw"]
     assert set(await store.find_by_contribution("GR", ["S1", "S2"])) == {"S2"}
 

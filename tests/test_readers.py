@@ -589,3 +589,26 @@ def test_input_without_terminators_is_reported_in_bounded_pieces(monkeypatch):
     assert all(len(r.raw) <= 1 << 16 for r in results[:-1])
     assert not any(r.ok for r in results[:-1])
     assert b"".join(r.raw for r in results[:-1]) + results[-1].raw == noise + good
+
+
+def test_marc_in_json_lone_surrogate_is_an_error_naming_the_field():
+    # JSON may escape half of a UTF-16 pair: valid JSON, not Unicode text; a whole pair is fine.
+    good = {"leader": "00000nam a2200000 a 4500", "fields": [{"001": "J1"}, {"245": {
+        "ind1": "1", "ind2": "0", "subfields": [{"a": "Emoji \U0001F4DA title"}]}}]}
+    text = json.dumps(good) + "\n"
+    assert "\\ud83d\\udcda" in text
+    cases = [
+        text.replace("Emoji \\ud83d\\udcda", "Broken \\ud800"),
+        text.replace('"J1"', '"J\\udfff1"'),
+        text.replace('"ind1": "1"', '"ind1": "\\udc00"'),
+        text.replace('"00000nam', '"\\ud8000000nam'),
+    ]
+    results = ours(io.BytesIO((text + "".join(cases) + text).encode("ascii")))
+    assert [r.ok for r in results] == [True, False, False, False, False, True]
+    assert results[0].record["245"]["a"] == "Emoji \U0001F4DA title"
+    assert results[1].error == r"fields[1] (245) $a: lone UTF-16 surrogate \ud800 after 'Broken ' is not a Unicode character"
+    assert results[2].error.startswith(r"fields[0] (001): lone UTF-16 surrogate \udfff after 'J'")
+    assert results[3].error.startswith(r"fields[1] (245) indicators: lone UTF-16 surrogate \udc00")
+    assert results[4].error.startswith(r"leader: lone UTF-16 surrogate \ud800")
+    assert [r.position for r in results] == [1, 2, 3, 4, 5, 6]
+    assert b"\\ud800" in results[1].raw
