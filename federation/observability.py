@@ -310,7 +310,7 @@ def observability_middleware(metrics: Metrics, is_database: DatabaseCheck = lamb
                 if status >= 500:
                     metrics.errors.labels(labels.protocol, labels.operation).inc()
                 access_log.info(
-                    "%s %s %d", request.method, request.path, status,
+                    "%s %s %d %.1f ms id=%s", request.method, request.path_qs, status, seconds * 1000, request_id,
                     extra={
                         "request_id": request_id, "method": request.method, "path": request.path_qs,
                         "status": status, "seconds": round(seconds, 6), "protocol": labels.protocol,

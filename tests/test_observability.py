@@ -11,7 +11,15 @@ import asyncio
 import io
 import json
 import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
@@ -315,3 +323,72 @@ def test_two_apps_keep_separate_registries():
                  protocol="sru", operation="searchRetrieve", database="union") == 1
     assert value(samples(second.render().decode()), "union_requests_total",
                  protocol="sru", operation="searchRetrieve", database="union") == 0
+
+
+def test_federation_serve_exposes_metrics_health_and_json_logs(tmp_path, network, table, demo_files):
+    """The real `federation serve` process: its /metrics count SRU and Z39.50 traffic, /readyz and
+    /healthz answer, and `--log-format json` writes one JSON access line per request."""
+
+    async def load() -> None:
+        store = EmbeddedStore(tmp_path / "store", table)
+        await store.open()
+        await ingest(demo_files, store, table, network.to_ingest_policy(),
+                     IngestOptions(quarantine_path=tmp_path / "q.jsonl"))
+        await store.close()
+
+    asyncio.run(load())
+    federation = Path(sys.executable).with_name("federation")
+    process = subprocess.Popen(
+        [str(federation), "serve", "--config", str(NETWORK), "--data-dir", str(tmp_path / "store"),
+         "--http", "127.0.0.1:0", "--z3950", "127.0.0.1:0", "--log-format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        banner = ""
+        while "Z39.50:" not in banner:
+            line = process.stdout.readline()
+            assert line, banner + process.stderr.read()
+            banner += line
+        base = re.search(r"SRU:\s+(http://127\.0\.0\.1:\d+)/sru/union", banner).group(1)
+        z3950_port = int(re.search(r"Z39\.50: tcp:127\.0\.0\.1:(\d+)", banner).group(1))
+
+        def get(path: str, **headers: str):
+            request = urllib.request.Request(base + path, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status, dict(response.headers), response.read().decode()
+            except urllib.error.HTTPError as error:
+                return error.code, dict(error.headers), error.read().decode()
+
+        status, headers, body = get("/sru/union?version=1.2&operation=searchRetrieve&query=" + quote("dc.title=记"),
+                                    **{REQUEST_ID_HEADER: "serve-test-1"})
+        assert status == 200 and headers[REQUEST_ID_HEADER] == "serve-test-1" and "numberOfRecords" in body
+        assert get("/healthz")[0] == 200
+        ready = get("/readyz")
+        assert ready[0] == 200 and json.loads(ready[2])["status"] == "ready"
+
+        async def z3950() -> int:
+            async with Z3950Client("127.0.0.1", z3950_port, database="union") as client:
+                found = await client.search("@attr 1=4 记")
+                await client.present(found.result_set, 1, 2)
+                return found.count
+
+        assert asyncio.run(z3950()) > 0
+        status, headers, text = get("/metrics")
+        parsed = samples(text)
+        assert value(parsed, "union_requests_total", protocol="sru", operation="searchRetrieve", database="union") == 1
+        assert value(parsed, "union_requests_total", protocol="z3950", operation="search", database="union") == 1
+        assert value(parsed, "union_requests_total", protocol="z3950", operation="present", database="union") == 1
+        assert value(parsed, "union_requests_total", protocol="z3950", operation="init", database="-") == 1
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        logs = [json.loads(line) for line in process.stderr.read().splitlines() if line.startswith("{")]
+        access = [entry for entry in logs if entry["logger"] == "federation.access"]
+        assert [entry["request_id"] for entry in access if entry["protocol"] == "sru"] == ["serve-test-1"]
+        assert all(entry["status"] == 200 and entry["seconds"] > 0 for entry in access)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()

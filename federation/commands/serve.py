@@ -3,10 +3,14 @@ the network's index store, with the `federated` database (union catalogue + remo
 
     federation serve --config config/networks/guangrao.yaml [--data-dir var/guangrao]
                      [--store embedded|elasticsearch] [--http 127.0.0.1:8080] [--z3950 127.0.0.1:2100]
-                     [--demo-banner]
+                     [--demo-banner] [--log-format text|json]
 
 Port 0 picks a free port; the banner prints the addresses actually bound. SIGINT / SIGTERM stop
-the server cleanly (store closed).
+the server cleanly: no new connections, in-flight requests finish, the store is closed.
+
+Operations (federation.observability): `/metrics` (Prometheus), `/healthz`, `/readyz` on the SRU
+address; every HTTP request gets an `X-Request-ID` and one access-log line (a JSON object per
+line with `--log-format json`); Z39.50 operations are counted and timed in the same metrics.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from aiohttp import web
 
 from federation.app import create_app
 from federation.federated import FederatedSearch
+from federation.observability import InstrumentedBackend, Metrics, configure_json_logging, observability
 from federation.rules import ConfigError, load_network
 from federation.search import SearchService
 from federation.stores import open_store
@@ -54,10 +59,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--z3950", type=address, default=("127.0.0.1", 2100), metavar="HOST:PORT",
                         help="Z39.50 address (default 127.0.0.1:2100)")
     parser.add_argument("--demo-banner", action="store_true", help="also print example queries to try")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="log lines as text (default) or as one JSON object per line with the request id")
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_format == "json":
+        configure_json_logging(logging.INFO)
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         network = load_network(args.config)
         table = load_index_table()
@@ -88,12 +98,14 @@ async def _serve(args: argparse.Namespace, network, table, settings) -> int:
         # The `federated` database: the union index plus the rule set's enabled remote targets.
         federated = FederatedSearch(network, table, store, environ=os.environ)
         federated.register(service)
-        runner = web.AppRunner(create_app(service))
+        metrics = Metrics()
+        # The observability middleware writes the access log (with request ids): aiohttp's is off.
+        runner = web.AppRunner(create_app(service, extensions=[observability(service, metrics)]), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, args.http[0], args.http[1])
         await site.start()
         http_host, http_port = _bound(site, args.http)
-        z3950, z3950_address = await _start_z3950(service, args.z3950)
+        z3950, z3950_address = await _start_z3950(service, args.z3950, metrics)
         _banner(network, http_host, http_port, z3950_address, args.demo_banner)
         await _wait_for_stop()
         return 0
@@ -116,13 +128,15 @@ def _bound(site: web.TCPSite, requested: tuple[str, int]) -> tuple[str, int]:
     return requested
 
 
-async def _start_z3950(service: SearchService, requested: tuple[str, int]):
+async def _start_z3950(service: SearchService, requested: tuple[str, int], metrics: Metrics):
     """Start the Z39.50 server if `federation.z3950service` is part of this installation."""
     try:
         from federation.z3950service import start_z3950_server
     except ImportError:
         return None, None
     server = await start_z3950_server(service, requested[0], requested[1])
+    # Sessions take the backend when they start; no connection can have been accepted yet.
+    server.backend = InstrumentedBackend(server.backend, metrics)
     sockets = getattr(server, "sockets", None) or []
     if sockets:
         return server, sockets[0].getsockname()[:2]
