@@ -7,8 +7,10 @@ page asked for, so availability is always current. Records:
   USMARC / UNIMARC  ISO 2709 of the presentation MARC (holdings 852 / 905 with availability)
                     in the record's own format, labelled with that format's OID: a CNMARC
                     record asked for as USMARC comes as UNIMARC, never mislabelled.
-                    UTF-8; MARC21 leader/09 = 'a'.
-  XML               MARCXML (MARC21 slim; UNIMARC records in the UNIMARC XML form)
+                    In the association's character set: UTF-8 (MARC21 leader/09 = 'a') unless
+                    GBK or GB18030 was negotiated (leader/09 blank).
+  XML               MARCXML (MARC21 slim; UNIMARC records in the UNIMARC XML form), UTF-8, or
+                    GBK/GB18030 with an XML declaration saying so
   SUTRS             the plain text form
   OPAC              the bibliographic record plus one holdings entry per item: owning library
                     (nucCode, localLocation), shelving location, call number, and circulation
@@ -136,7 +138,8 @@ class UnionBackend:
         entries = []
         for record in outcome.records:
             try:
-                entries.append(P.NamePlusRecord(result_set.database, self.render(record, syntax, element_set)))
+                entries.append(P.NamePlusRecord(
+                    result_set.database, self.render(record, syntax, element_set, session.charset)))
             except RecordTooLong as error:
                 entries.append(P.NamePlusRecord(result_set.database, P.Diagnostic(D.RECORD_TOO_LARGE_EXCEPTIONAL, str(error))))
         return entries
@@ -163,21 +166,25 @@ class UnionBackend:
             raise Bib1Diagnostic(D.TEMPORARY_SYSTEM_ERROR, "the catalogue is unavailable") from error
 
     # -- records --------------------------------------------------------------------------
-    def render(self, record: UnionRecord, syntax: str, element_set: str) -> P.RetrievalRecord:
+    def render(self, record: UnionRecord, syntax: str, element_set: str,
+               charset: str = "utf-8") -> P.RetrievalRecord:
+        """`charset`: the Python codec of the association's negotiated character set."""
         unimarc = is_unimarc(record)
         marc = presentation_marc(record, self.directory)
         if element_set == "B":
             marc = _brief(marc, BRIEF_UNIMARC_TAGS if unimarc else BRIEF_MARC21_TAGS)
         native = P.RecordSyntax.UNIMARC.value if unimarc else P.RecordSyntax.USMARC.value
         if syntax in (P.RecordSyntax.USMARC.value, P.RecordSyntax.UNIMARC.value):
-            return P.RetrievalRecord(native, to_iso2709(marc, unimarc=unimarc))
+            return P.RetrievalRecord(native, to_iso2709(marc, unimarc=unimarc, encoding=charset))
         if syntax in (P.RecordSyntax.XML.value, P.RecordSyntax.TEXT_XML.value):
             element = marcxml_element(marc, unimarc=unimarc)
-            return P.RetrievalRecord(syntax, etree.tostring(element, encoding="utf-8"))
+            if charset == "utf-8":
+                return P.RetrievalRecord(syntax, etree.tostring(element, encoding="utf-8"))
+            return P.RetrievalRecord(syntax, etree.tostring(element, encoding=charset.upper(), xml_declaration=True))
         if syntax == P.RecordSyntax.SUTRS.value:
             return P.RetrievalRecord(syntax, to_sutrs(marc))
         if syntax == P.RecordSyntax.OPAC.value:
-            bibliographic = P.RetrievalRecord(native, to_iso2709(marc, unimarc=unimarc))
+            bibliographic = P.RetrievalRecord(native, to_iso2709(marc, unimarc=unimarc, encoding=charset))
             return P.RetrievalRecord(syntax, P.OpacRecord(bibliographic, self.holdings(record)))
         raise Bib1Diagnostic(D.RECORD_SYNTAX_UNSUPPORTED, syntax)
 

@@ -109,6 +109,27 @@ def test_iso2709_lengths_count_utf8_bytes_and_refuse_oversize():
         to_iso2709(huge)
 
 
+def test_iso2709_in_gbk_and_gb18030_counts_their_bytes_and_keeps_every_character():
+    # U+20BB7 (𠮷) is outside GBK but inside GB18030.
+    record = {"leader": "00000nam a2200000   4500", "fields": [{"001": "x"}, {"245": {
+        "ind1": "1", "ind2": "0", "subfields": [{"a": "图书馆学教程"}, {"c": "吉𠮷"}]}}]}
+    gbk = to_iso2709(record, encoding="gbk")
+    assert int(gbk[:5]) == len(gbk)
+    assert gbk[9:10] == b" "
+    assert "图书馆学教程".encode("gbk") in gbk
+    assert "吉".encode("gbk") + b"&#x20BB7;" in gbk
+    parsed = next(pymarc.MARCReader(io.BytesIO(gbk), to_unicode=True, file_encoding="gbk"))
+    assert parsed["245"]["a"] == "图书馆学教程" and parsed["245"]["c"] == "吉&#x20BB7;"
+    gb18030 = to_iso2709(record, encoding="GB18030")
+    assert int(gb18030[:5]) == len(gb18030)
+    assert next(pymarc.MARCReader(io.BytesIO(gb18030), to_unicode=True, file_encoding="gb18030"))["245"]["c"] == "吉𠮷"
+    unimarc = to_iso2709({"leader": "00000nam0 2200000   450 ", "fields": [{"200": {
+        "ind1": "1", "ind2": " ", "subfields": [{"a": "图书馆"}]}}]}, unimarc=True, encoding="gbk")
+    assert unimarc[5:9] == b"nam0" and "图书馆".encode("gbk") in unimarc
+    with pytest.raises(LookupError):
+        to_iso2709(record, encoding="no-such-codec")
+
+
 def test_marcxml_round_trips_through_pymarc(marc21, cnmarc):
     element = marcxml_element(presentation_marc(marc21, DIRECTORY))
     assert element.tag == f"{{{MARC21_SLIM_NAMESPACE}}}record"

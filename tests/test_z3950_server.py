@@ -246,6 +246,39 @@ def test_present_unimarc_checked_by_yaz_marcdump(server, tmp_path):
         assert record.findall("m:datafield[@tag='905']", MARC)
 
 
+def test_gbk_session_gets_marc_in_gbk_checked_by_yaz_marcdump(server, tmp_path):
+    marc_file = tmp_path / "out.mrc"
+    output = yaz_client(server, ["find @attr 1=4 图书馆", "format unimarc", "show 1+2"],
+                        charset="GBK", marc_file=marc_file)
+    assert "Accepted character set : GBK" in output
+    raw = marc_file.read_bytes()
+    assert "图书馆".encode("gbk") in raw and "图书馆".encode("utf-8") not in raw
+    root = etree.fromstring(marcdump_xml(marc_file, source_charset="GBK"))
+    records = root.findall("m:record", MARC)
+    assert len(records) == 2
+    for record in records:
+        title = "".join(record.xpath("m:datafield[@tag='200']/m:subfield[@code='a']/text()", namespaces=MARC))
+        assert "图书馆" in title
+        # The holdings' shelving locations (905 $c) are Chinese too, and in GBK like the rest.
+        locations = record.xpath("m:datafield[@tag='905']/m:subfield[@code='c']/text()", namespaces=MARC)
+        assert locations and all(re.search(r"[\u4e00-\u9fff]", location) for location in locations)
+
+
+def test_gbk_session_gets_marc21_with_a_blank_leader_09(server, tmp_path):
+    marc_file = tmp_path / "out.mrc"
+    output = yaz_client(server, ["find @attr 1=4 geography", "format usmarc", "show 1+2"],
+                        charset="GBK", marc_file=marc_file)
+    assert "Accepted character set : GBK" in output
+    # Not UCS, so leader/09 is blank as sent (yaz-marcdump's conversion would set it to 'a').
+    assert [raw[9:10] for raw in marc_file.read_bytes().split(b"\x1d") if raw] == [b" ", b" "]
+    root = etree.fromstring(marcdump_xml(marc_file, source_charset="GBK"))
+    records = root.findall("m:record", MARC)
+    assert len(records) == 2
+    for record in records:
+        title = " ".join(record.xpath("m:datafield[@tag='245']//text()", namespaces=MARC))
+        assert "geograph" in title.lower()
+
+
 def test_present_xml_sutrs_opac_and_brief(server):
     output = yaz_client(server, [
         "find @attr 1=4 图书馆",
@@ -376,13 +409,19 @@ async def test_gbk_session_sends_text_in_gbk(catalogue):
     async with running_server(catalogue) as server:
         async with Z3950Client("127.0.0.1", server.port, database="union", charset="GBK") as client:
             negotiated = client.init_response.charset_response
-            # Text goes in GBK; ISO 2709 records stay UTF-8 (leader/09 'a'), so not "records in GBK".
-            assert negotiated == P.CharsetResponse("GBK", None, False)
+            # Text and records go in GBK.
+            assert negotiated == P.CharsetResponse("GBK", None, True)
             assert client.charset == "gbk"
             found = await client.search("@attr 1=4 图书馆")
             assert found.count > 0
             page = await client.present(found.result_set, 1, 1, syntax=P.RecordSyntax.SUTRS.value)
             assert "图书馆" in page.records[0].record.content
+            page = await client.present(found.result_set, 1, 1, syntax=P.RecordSyntax.XML.value)
+            xml = page.records[0].record.content
+            assert xml.startswith(b"<?xml version='1.0' encoding='GBK'?>") and "图书馆".encode("gbk") in xml
+            assert "图书馆" in "".join(etree.fromstring(xml).itertext())
+            page = await client.present(found.result_set, 1, 1, syntax=P.RecordSyntax.OPAC.value)
+            assert "图书馆".encode("gbk") in page.records[0].record.content.bibliographic.content
             scan = await client.scan("@attr 1=4 图书馆", count=3)
             assert scan.entries[0].term.startswith("图书馆")
 

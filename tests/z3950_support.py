@@ -130,9 +130,12 @@ def zoomsh(server: Z3950ThreadServer, commands: Sequence[str], *, database: str 
     return subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=timeout)
 
 
-def marcdump_xml(path: Path) -> bytes:
-    """yaz-marcdump's MARCXML of an ISO 2709 file (fails the test on a malformed record)."""
-    done = subprocess.run(["yaz-marcdump", "-i", "marc", "-o", "marcxml", str(path)], capture_output=True, timeout=30)
+def marcdump_xml(path: Path, *, source_charset: str | None = None) -> bytes:
+    """yaz-marcdump's MARCXML of an ISO 2709 file (fails the test on a malformed record);
+    with `source_charset` the records are converted from it to UTF-8 by yaz-marcdump."""
+    convert = ["-f", source_charset, "-t", "UTF-8"] if source_charset else []
+    done = subprocess.run(["yaz-marcdump", *convert, "-i", "marc", "-o", "marcxml", str(path)],
+                          capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     return done.stdout
 

@@ -1,11 +1,15 @@
-"""ISO 2709 (MARC exchange format) in UTF-8, written from MARC-in-JSON.
+"""ISO 2709 (MARC exchange format), written from MARC-in-JSON.
 
-Lengths and offsets count bytes of the UTF-8 encoding; leader/09 is set to `a` (UCS) for
-MARC21. For UNIMARC the leader has no encoding position (the character set is in 100$a), so
-the leader is left as given apart from the computed lengths.
+Lengths and offsets count bytes of the chosen encoding (UTF-8 unless told otherwise, e.g.
+GBK or GB18030 for a Z39.50 association that negotiated it). For MARC21 leader/09 says `a`
+(UCS) in UTF-8 and is blank otherwise. For UNIMARC the leader has no encoding position (the
+character set is in 100$a, left as the record gives it), so the leader is left as given apart
+from the computed lengths. A character the encoding lacks is written as the MARC 21 lossless
+numeric character reference `&#xHHHH;`, never dropped and never an error.
 """
 from __future__ import annotations
 
+import codecs
 from typing import Any
 
 from protocols.records.marcjson import ControlField, fields, leader
@@ -20,16 +24,23 @@ class RecordTooLong(ValueError):
     """The record does not fit the five-digit length of ISO 2709."""
 
 
-def to_iso2709(record: dict[str, Any], *, unimarc: bool = False) -> bytes:
+def to_iso2709(record: dict[str, Any], *, unimarc: bool = False, encoding: str = "utf-8") -> bytes:
+    """`encoding` is a Python codec name; LookupError if Python does not know it."""
+    codec = codecs.lookup(encoding).name
+    utf8 = codec == "utf-8"
+
+    def encode(text: str) -> bytes:
+        return text.encode("utf-8") if utf8 else _encode_with_references(text, codec)
+
     directory = bytearray()
     data = bytearray()
     for field in fields(record):
         if isinstance(field, ControlField):
-            body = field.value.encode("utf-8") + FIELD_TERMINATOR
+            body = encode(field.value) + FIELD_TERMINATOR
         else:
-            parts = [(field.ind1 + field.ind2).encode("utf-8")]
+            parts = [encode(field.ind1 + field.ind2)]
             for code, value in field.subfields:
-                parts.append(SUBFIELD_DELIMITER + code.encode("utf-8")[:1] + value.encode("utf-8"))
+                parts.append(SUBFIELD_DELIMITER + encode(code)[:1] + encode(value))
             body = b"".join(parts) + FIELD_TERMINATOR
         tag = (field.tag + "000")[:3].encode("ascii", "replace")
         if len(body) > 9999 or len(data) > 99999:
@@ -44,8 +55,21 @@ def to_iso2709(record: dict[str, Any], *, unimarc: bool = False) -> bytes:
     head = list(leader(record))
     head[0:5] = f"{total:05d}"
     if not unimarc:
-        head[9] = "a"
+        head[9] = "a" if utf8 else " "
     head[10:12] = "22"
     head[12:17] = f"{base:05d}"
     head[20:24] = "4500"
     return "".join(head).encode("ascii", "replace") + bytes(directory) + bytes(data) + RECORD_TERMINATOR
+
+
+def _encode_with_references(text: str, codec: str) -> bytes:
+    try:
+        return text.encode(codec)
+    except UnicodeEncodeError:
+        out = bytearray()
+        for character in text:
+            try:
+                out += character.encode(codec)
+            except UnicodeEncodeError:
+                out += b"&#x%04X;" % ord(character)
+        return bytes(out)

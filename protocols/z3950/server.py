@@ -95,7 +95,8 @@ class Backend(Protocol):
     async def present(self, result_set: ResultSetHandle, start: int, count: int, syntax: str,
                       element_set: str, session: SessionInfo) -> list[P.NamePlusRecord]:
         """Records `start` (1-based) .. start+count-1 in `syntax`, a Diagnostic for any that
-        cannot be given. The server has checked the range, syntax and element set."""
+        cannot be given, in the negotiated `session.charset`. The server has checked the
+        range, syntax and element set."""
 
     async def scan(self, databases: Sequence[str], attributes: tuple[P.Attribute, ...], attribute_set: str | None,
                    term: str, count: int, position: int, session: SessionInfo) -> ScanOutcome: ...
@@ -269,13 +270,12 @@ class Session:
     @staticmethod
     def _negotiate(proposal: P.CharsetProposal) -> P.CharsetResponse:
         """UTF-8 whenever it is proposed; otherwise GB18030/GBK if proposed; otherwise UTF-8 all
-        the same, said plainly, since that is what records will be in."""
+        the same, said plainly, since that is what records will be in. Records are in the
+        selected character set: a backend writes them in `SessionInfo.charset`."""
         proposed = [c.upper() for c in proposal.charsets]
         for name in ("UTF-8", "GB18030", "GBK"):
             if name in proposed:
-                # ISO 2709 records are written in UTF-8 only, so only then are records "in the
-                # selected character set".
-                return P.CharsetResponse(name, None, name == "UTF-8")
+                return P.CharsetResponse(name, None, True)
         return P.CharsetResponse("UTF-8", None, True)
 
     # -- search -------------------------------------------------------------------------------
