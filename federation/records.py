@@ -21,7 +21,6 @@ Also here: Dublin Core elements, ISO 20775 holdings data, and the JSON form of a
 """
 from __future__ import annotations
 
-import copy
 from typing import Any, Iterable
 
 from indexer.model import Availability, Item, MarcFormat, UnionRecord
@@ -69,7 +68,9 @@ def is_unimarc(record: UnionRecord) -> bool:
 def presentation_marc(record: UnionRecord, directory: Directory) -> dict[str, Any]:
     master = record.master_contribution
     unimarc = is_unimarc(record)
-    marc = copy.deepcopy(master.marc)
+    # The result shares the master's field objects (serializers only read them): a deep copy
+    # was a third of the rendering time of an SRU answer.
+    marc = master.marc
     body: list[dict[str, Any]] = []
     for entry in marc.get("fields", []):
         if not isinstance(entry, dict) or len(entry) != 1:
@@ -89,7 +90,7 @@ def presentation_marc(record: UnionRecord, directory: Directory) -> dict[str, An
     ]
     holdings = [_holdings_field(item, directory, unimarc) for item in record.items]
     fields = head + _merge_in_order(body, identifiers) + holdings
-    return {"leader": marc.get("leader") or master.marc.get("leader", ""), "fields": fields}
+    return {"leader": marc.get("leader", ""), "fields": fields}
 
 
 def _is_contribution_035(body: Any, record: UnionRecord) -> bool:
