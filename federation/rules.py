@@ -171,6 +171,17 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class SRULimits:
+    """The rule set's `sru:` section: what one SRU request may ask for."""
+
+    default_records: int = 10        # records per page when maximumRecords is not given
+    maximum_records: int = 100       # larger maximumRecords are capped (non-fatal diagnostic 66)
+    maximum_terms: int = 100         # larger scan maximumTerms get diagnostic 121
+    max_query_length: int = 8192     # longer queries get diagnostic 12
+    max_start_record: int = 10000    # deeper paging gets diagnostic 61
+
+
+@dataclass(frozen=True)
 class CircuitBreaker:
     failures: int = 5                # consecutive failures that open the breaker
     reset_seconds: float = 30.0      # how long the target is skipped before it is probed again
@@ -246,6 +257,7 @@ class Network:
     store: StoreSettings = field(default_factory=StoreSettings)
     targets: list[Target] = field(default_factory=list)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    sru: SRULimits = field(default_factory=SRULimits)
     source_path: Path | None = None
     example_ranges: bool = False     # the number ranges are illustrations, not the network's real ones
 
@@ -615,7 +627,7 @@ class _NetworkBuilder:
                 f"duplicate key (first given at line {first.line})"))
         root = self.mapping((), self.document.value, {
             "network": True, "libraries": True, "joint_networks": False, "rules": False,
-            "store": False, "targets": False, "auth": False,
+            "store": False, "targets": False, "auth": False, "sru": False,
         }) or {}
 
         header = self.mapping(("network",), root.get("network", {}), {
@@ -637,13 +649,14 @@ class _NetworkBuilder:
         outside_members = {member.code for network in joint for member in network.other_members}
         targets = self.targets(root.get("targets"), libraries, outside_members)
         auth = self.auth(root["auth"], libraries) if "auth" in root else AuthSettings()
+        sru = self.sru(root["sru"]) if "sru" in root else SRULimits()
         self.check_card_overlaps(libraries, joint)
 
         if self.problems:
             raise ConfigError(self.problems)
         return Network(
             id=network_id or "", names=network_names, hub=hub or "", libraries=libraries,
-            joint_networks=joint, rules=rules, store=store, targets=targets, auth=auth,
+            joint_networks=joint, rules=rules, store=store, targets=targets, auth=auth, sru=sru,
             source_path=self.source, example_ranges=example_ranges,
         )
 
@@ -1038,6 +1051,29 @@ class _NetworkBuilder:
             if library and digest:
                 tokens.append(AuthToken(library=library, sha256=digest, note=note))
         return AuthSettings(tokens=tuple(tokens))
+
+
+    def sru(self, value: Any) -> SRULimits:
+        path: KeyPath = ("sru",)
+        bounds = {
+            "default_records": (0, 10_000), "maximum_records": (1, 10_000), "maximum_terms": (1, 10_000),
+            "max_query_length": (16, 1_000_000), "max_start_record": (1, 10_000_000),
+        }
+        data = self.mapping(path, value, {key: False for key in bounds})
+        if data is None:
+            return SRULimits()
+        given: dict[str, int] = {}
+        for key, (low, high) in bounds.items():
+            if key in data:
+                number = self.number((*path, key), data[key], minimum=low, maximum=high)
+                if number is not None:
+                    given[key] = number
+        limits = SRULimits(**given)
+        if limits.default_records > limits.maximum_records:
+            where = "default_records" if "default_records" in data else "maximum_records"
+            self.problem((*path, where), f"default_records ({limits.default_records}) exceeds "
+                                         f"maximum_records ({limits.maximum_records})")
+        return limits
 
 
 def _kind(value: Any) -> str:
