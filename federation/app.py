@@ -24,8 +24,11 @@ Extension = Callable[[web.Application], None]
 MAX_REQUEST_BYTES = 1 << 20
 
 
-def create_app(service: SearchService, *, sru_settings: SRUSettings = SRUSettings(),
+def create_app(service: SearchService, *, sru_settings: SRUSettings | None = None,
                extensions: Sequence[Extension] = ()) -> web.Application:
+    """`sru_settings`: the SRU limits; by default those of the network's rule set (`sru:`)."""
+    if sru_settings is None:
+        sru_settings = SRUSettings.for_network(service.network)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[SERVICE_KEY] = service
     app[SRU_SETTINGS_KEY] = sru_settings

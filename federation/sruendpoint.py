@@ -16,6 +16,7 @@ from aiohttp import web
 from lxml import etree
 
 from federation.cqlmap import CQLMapper, MappedQuery, parse_cql
+from federation.rules import Network
 from federation.records import Directory, dublin_core, holdings_locations, is_unimarc, presentation_marc, record_json
 from federation.search import Database, SearchService, UnknownDatabase
 from indexer.indexes import IndexTable
@@ -64,12 +65,22 @@ PRECISION_URI = "info:srw/vocabulary/resultCountPrecision/1/"
 
 @dataclass(frozen=True)
 class SRUSettings:
+    """Limits of one request; a served network's come from its rule set (`for_network`)."""
+
     default_records: int = 10
     maximum_records: int = 100        # larger maximumRecords are capped, with a non-fatal diagnostic
     maximum_terms: int = 100          # larger maximumTerms get diagnostic 121
     max_query_length: int = 8192      # longer queries get diagnostic 12
     max_start_record: int = 10000     # deeper paging gets diagnostic 61
     default_schema: str = "marcxml"
+
+    @classmethod
+    def for_network(cls, network: Network) -> "SRUSettings":
+        """The rule set's `sru:` limits (federation.rules.SRULimits; its defaults when absent)."""
+        limits = network.sru
+        return cls(default_records=limits.default_records, maximum_records=limits.maximum_records,
+                   maximum_terms=limits.maximum_terms, max_query_length=limits.max_query_length,
+                   max_start_record=limits.max_start_record)
 
 
 @dataclass(frozen=True)
@@ -128,9 +139,9 @@ def request_params(multi: Mapping[str, str] | web.MultiDictProxy) -> dict[str, l
 
 
 class SRUEndpoint:
-    def __init__(self, service: SearchService, settings: SRUSettings = SRUSettings()):
+    def __init__(self, service: SearchService, settings: SRUSettings | None = None):
         self.service = service
-        self.settings = settings
+        self.settings = settings if settings is not None else SRUSettings.for_network(service.network)
         self.table: IndexTable = service.table
         self.mapper = CQLMapper(service.table)
 

@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Coroutine
+from typing import Any, Callable, Coroutine
 
 import pymarc
 from lxml import etree
@@ -163,11 +163,14 @@ def input_records(catalogue: Catalogue) -> list[InputRecord]:
 class SRUServer:
     """The SRU application over an embedded store, served from a thread with its own loop."""
 
-    def __init__(self, catalogue: Catalogue, *, elasticsearch: bool = False):
+    def __init__(self, catalogue: Catalogue, *, elasticsearch: bool = False,
+                 network_hook: Callable[[Any], Any] | None = None):
         """Over the catalogue's embedded store; or, with `elasticsearch`, over an Elasticsearch store
-        (tests/es_support.py: the osmem stand-in or ELASTICSEARCH_URL) the same inputs are ingested into."""
+        (tests/es_support.py: the osmem stand-in or ELASTICSEARCH_URL) the same inputs are ingested into.
+        `network_hook` adjusts the loaded rule set before the service is built (e.g. its `sru:` limits)."""
         self.catalogue = catalogue
         self.elasticsearch = elasticsearch
+        self.network_hook = network_hook
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.port = 0
@@ -235,6 +238,8 @@ class SRUServer:
         runner = None
         try:
             network = load_network(NETWORK)
+            if self.network_hook is not None:
+                network = self.network_hook(network)
             self.service = SearchService(network, table, store)
             runner = web.AppRunner(create_app(self.service))
             await runner.setup()

@@ -4,10 +4,12 @@ Expected counts come from the input files (tests/sru_support.py), not from the s
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from lxml import etree
 
+from federation.rules import SRULimits
 from indexer.model import Availability, ItemStatusUpdate
 from sru_support import NS, SRUServer, diagnostics, fetch, input_records, sru, shared_catalogue
 
@@ -347,6 +349,23 @@ def test_maximum_records_is_capped_with_a_warning(server):
                         "maximumRecords": 500}).xml
     assert len(records(root)) == 100
     assert diagnostics(root) == [(6, "maximumRecords")]
+
+
+def test_limits_come_from_the_rule_set(catalogue):
+    limits = SRULimits(default_records=3, maximum_records=7, maximum_terms=4, max_query_length=40, max_start_record=20)
+    with SRUServer(catalogue, network_hook=lambda network: replace(network, sru=limits)) as limited:
+        everything = {"version": "1.2", "operation": "searchRetrieve", "query": "cql.allRecords=1"}
+        assert count(sru(limited, everything).xml) > 7
+        assert len(records(sru(limited, everything).xml)) == 3
+        capped = sru(limited, {**everything, "maximumRecords": 8}).xml
+        assert len(records(capped)) == 7 and diagnostics(capped) == [(6, "maximumRecords")]
+        assert diagnostics(sru(limited, {**everything, "startRecord": 21}).xml) == [(61, "21")]
+        assert diagnostics(sru(limited, {**everything, "query": "dc.title=" + "x" * 40}).xml) == [(12, "40")]
+        scan = sru(limited, {"version": "1.2", "operation": "scan", "scanClause": "dc.title=a", "maximumTerms": 5}).xml
+        assert diagnostics(scan) == [(121, "5")]
+        explain = sru(limited, {"version": "1.2", "operation": "explain"}).xml
+        assert explain.findtext(".//zr:setting[@type='maximumRecords']", namespaces=NS) == "7"
+        assert explain.findtext(".//zr:default[@type='numberOfRecords']", namespaces=NS) == "3"
 
 
 def test_unexpected_errors_become_diagnostic_1(server, monkeypatch):
