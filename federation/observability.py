@@ -24,6 +24,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import os
 import re
 import secrets
 import time
@@ -33,7 +34,15 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, write_to_textfile
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    write_to_textfile,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from indexer.ingest import REPORT_KEYS, IngestReport, ProgressCallback
@@ -105,6 +114,11 @@ class Metrics:
         self.ingest_runs = Counter("union_ingest_runs", "Ingest runs finished", registry=r)
         self.item_updates = Counter(
             "union_item_status_updates", "Live item status updates applied, by result", ("result",), registry=r)
+        # With `serve --workers N` every process keeps its own metrics; the pid says whose a scrape got.
+        self.process_id = Gauge("union_process_id", "The id of the server process these metrics belong to",
+                                registry=r)
+        self.process_id.set(os.getpid())
+        ProcessCollector(registry=r)
 
     # -- requests -------------------------------------------------------------------------
     def observe_request(self, protocol: str, operation: str, database: str, seconds: float,

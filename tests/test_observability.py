@@ -392,3 +392,57 @@ def test_federation_serve_exposes_metrics_health_and_json_logs(tmp_path, network
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+def test_serve_workers_share_the_sru_port(tmp_path, network, table, demo_files):
+    """`serve --workers 2`: two processes answer on one SRU port (each scrape of /metrics over a
+    new connection names the process that answered), the first also serves Z39.50, and SIGTERM
+    to the parent stops them all."""
+
+    async def load() -> None:
+        store = EmbeddedStore(tmp_path / "store", table)
+        await store.open()
+        await ingest(demo_files, store, table, network.to_ingest_policy(),
+                     IngestOptions(quarantine_path=tmp_path / "q.jsonl"))
+        await store.close()
+
+    asyncio.run(load())
+    federation = Path(sys.executable).with_name("federation")
+    process = subprocess.Popen(
+        [str(federation), "serve", "--config", str(NETWORK), "--data-dir", str(tmp_path / "store"),
+         "--http", "127.0.0.1:0", "--z3950", "127.0.0.1:0", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        banner = ""
+        while "Workers:" not in banner:
+            line = process.stdout.readline()
+            assert line, banner + process.stderr.read()
+            banner += line
+        base = re.search(r"SRU:\s+(http://127\.0\.0\.1:\d+)/sru/union", banner).group(1)
+        z3950_port = int(re.search(r"Z39\.50: tcp:127\.0\.0\.1:(\d+)", banner).group(1))
+        workers = {int(pid) for pid in re.search(r"Workers: 2 processes \((\d+), (\d+)\)", banner).groups()}
+
+        answered_by = set()
+        for _ in range(40):       # a new connection each time: the kernel spreads them over the workers
+            with urllib.request.urlopen(base + "/metrics", timeout=30) as response:
+                answered_by.add(int(value(samples(response.read().decode()), "union_process_id")))
+            with urllib.request.urlopen(base + "/sru/union?query=" + quote("dc.title=记"), timeout=30) as response:
+                assert b"numberOfRecords" in response.read()
+        assert answered_by == workers
+
+        async def z3950() -> int:
+            async with Z3950Client("127.0.0.1", z3950_port, database="union") as client:
+                return (await client.search("@attr 1=4 记")).count
+
+        assert asyncio.run(z3950()) > 0
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        for pid in workers:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()

@@ -3,10 +3,16 @@ the network's index store, with the `federated` database (union catalogue + remo
 
     federation serve --config config/networks/guangrao.yaml [--data-dir var/guangrao]
                      [--store embedded|elasticsearch] [--http 127.0.0.1:8080] [--z3950 127.0.0.1:2100]
-                     [--demo-banner] [--log-format text|json]
+                     [--demo-banner] [--log-format text|json] [--workers N]
 
 Port 0 picks a free port; the banner prints the addresses actually bound. SIGINT / SIGTERM stop
 the server cleanly: no new connections, in-flight requests finish, the store is closed.
+
+`--workers N` runs N server processes on the same SRU port (SO_REUSEPORT: the kernel spreads
+connections over them, one core each); each opens the store itself (the embedded store allows
+readers in several processes and one writer at a time). The Z39.50 port is served by the
+first worker: `Z3950Server.start` cannot set SO_REUSEPORT yet. SIGTERM/SIGINT to the parent
+stops every worker the same clean way; if a worker dies, the others are stopped too.
 
 Operations (federation.observability): `/metrics` (Prometheus), `/healthz`, `/readyz` on the SRU
 address; every HTTP request gets an `X-Request-ID` and one access-log line (a JSON object per
@@ -18,8 +24,13 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
+import socket
+import subprocess
 import sys
+import time
+from typing import Sequence
 from urllib.parse import quote
 
 from aiohttp import web
@@ -61,6 +72,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demo-banner", action="store_true", help="also print example queries to try")
     parser.add_argument("--log-format", choices=("text", "json"), default="text",
                         help="log lines as text (default) or as one JSON object per line with the request id")
+    parser.add_argument("--workers", type=_positive, default=1, metavar="N",
+                        help="server processes sharing the SRU port (default 1)")
+    # Set by the parent on its workers.
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-z3950", action="store_true", help=argparse.SUPPRESS)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of at least 1")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
+        if args.workers > 1:
+            return _supervise(args, network)
         return asyncio.run(_serve(args, network, table, settings))
     except StoreError as error:
         print(f"error: store: {error}", file=sys.stderr)
@@ -102,11 +126,11 @@ async def _serve(args: argparse.Namespace, network, table, settings) -> int:
         # The observability middleware writes the access log (with request ids): aiohttp's is off.
         runner = web.AppRunner(create_app(service, extensions=[observability(service, metrics)]), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, args.http[0], args.http[1])
+        site = web.TCPSite(runner, args.http[0], args.http[1], reuse_port=args.reuse_port or None)
         await site.start()
         http_host, http_port = _bound(site, args.http)
-        z3950, z3950_address = await _start_z3950(service, args.z3950, metrics)
-        _banner(network, http_host, http_port, z3950_address, args.demo_banner)
+        z3950, z3950_address = (None, None) if args.no_z3950 else await _start_z3950(service, args.z3950, metrics)
+        _banner(network, http_host, http_port, z3950_address, args.demo_banner, z3950_off=args.no_z3950)
         await _wait_for_stop()
         return 0
     finally:
@@ -143,7 +167,8 @@ async def _start_z3950(service: SearchService, requested: tuple[str, int], metri
     return server, requested
 
 
-def _banner(network, host: str, port: int, z3950_address, examples: bool) -> None:
+def _banner(network, host: str, port: int, z3950_address, examples: bool, z3950_off: bool = False,
+            workers: Sequence[int] = ()) -> None:
     base = f"http://{host}:{port}/sru"
     lines = [f"{network.names.zh} ({network.id})", f"SRU:    {base}/union"]
     targets = [t.code for t in network.targets if t.enabled]
@@ -151,8 +176,12 @@ def _banner(network, host: str, port: int, z3950_address, examples: bool) -> Non
                  + (f": {', '.join(targets)})" if targets else ")"))
     if z3950_address is not None:
         lines.append(f"Z39.50: tcp:{z3950_address[0]}:{z3950_address[1]}/union")
+    elif z3950_off:
+        lines.append("Z39.50: served by the first worker")
     else:
         lines.append("Z39.50: not available in this installation")
+    if workers:
+        lines.append(f"Workers: {len(workers)} processes ({', '.join(map(str, workers))}) sharing the SRU port")
     if examples:
         lines.append("Try:")
         for version, query in EXAMPLE_QUERIES:
@@ -174,3 +203,101 @@ async def _wait_for_stop() -> None:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+# -- several worker processes -------------------------------------------------------------------
+WORKER_START_TIMEOUT = 120.0
+
+
+def _reserve_port(host: str, port: int) -> socket.socket:
+    """A bound (not listening) SO_REUSEPORT socket holding the SRU port while the workers bind
+    theirs; for port 0 it also picks the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((host, port))
+    return holder
+
+
+def _worker_command(args: argparse.Namespace, http: tuple[str, int], first: bool) -> list[str]:
+    command = [sys.executable, "-m", "federation", "serve", "--config", str(args.config),
+               "--http", f"{http[0]}:{http[1]}", "--z3950", f"{args.z3950[0]}:{args.z3950[1]}",
+               "--log-format", args.log_format, "--reuse-port"]
+    if args.data_dir:
+        command += ["--data-dir", str(args.data_dir)]
+    if args.store:
+        command += ["--store", args.store]
+    if not first:
+        command.append("--no-z3950")
+    return command
+
+
+def _read_banner(process: subprocess.Popen, deadline: float) -> list[str]:
+    """A worker's banner, up to its Z39.50 line."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if line.startswith("Z39.50:"):
+            return lines
+    raise RuntimeError(f"worker {process.pid} did not start (exit status {process.poll()}): " + " | ".join(lines))
+
+
+def _supervise(args: argparse.Namespace, network) -> int:
+    stopping: list[int] = []
+
+    def stop(signum, frame) -> None:
+        stopping.append(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    holder = _reserve_port(*args.http)
+    http = (args.http[0], holder.getsockname()[1])
+    workers: list[subprocess.Popen] = []
+    try:
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        z3950_address = None
+        for number in range(args.workers):
+            process = subprocess.Popen(_worker_command(args, http, number == 0), stdout=subprocess.PIPE, text=True)
+            workers.append(process)
+            try:
+                banner = _read_banner(process, deadline)
+            except RuntimeError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 1
+            if number == 0:
+                found = re.search(r"Z39\.50: tcp:(.+):(\d+)/", banner[-1])
+                z3950_address = (found.group(1), int(found.group(2))) if found else None
+            process.stdout.close()
+        holder.close()
+        _banner(network, http[0], http[1], z3950_address, args.demo_banner, workers=[w.pid for w in workers])
+        while not stopping:
+            failed = next((w for w in workers if w.poll() is not None), None)
+            if failed is not None:
+                print(f"error: worker {failed.pid} exited with status {failed.returncode}; stopping the others",
+                      file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        return 0 if all(status == 0 for status in _stop_workers(workers)) else 1
+    finally:
+        holder.close()
+        _stop_workers(workers)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop_workers(workers: Sequence[subprocess.Popen]) -> list[int]:
+    """SIGTERM to every running worker (each finishes its in-flight requests), then their statuses."""
+    for process in workers:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    statuses = []
+    for process in workers:
+        try:
+            statuses.append(process.wait(timeout=60))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            statuses.append(process.wait())
+    return statuses
