@@ -185,6 +185,38 @@ def test_echo_with_xquery_stylesheet_and_extension_parameters(server):
     assert echo.findtext("{*}stylesheet") == "/static/sru.xsl"
 
 
+def test_sru20_search_terms_and_echoed_parameters(server):
+    words = "图书馆 教程"
+    as_cql = sru(server, {"version": "2.0", "query": f'cql.anywhere all "{words}"', "maximumRecords": 0}).xml
+    answer = sru(server, {
+        "version": "2.0", "query": words, "queryType": "searchTerms", "maximumRecords": 1, "resultSetTTL": 300,
+        "resultCountPrecision": "exact", "httpAccept": "application/sru+xml", "recordXMLEscaping": "string",
+        "x-client": "opac", "extraRequestData": "abc"})
+    assert answer.status == 200 and answer.content_type.startswith("application/sru+xml")
+    root = answer.xml
+    assert 0 < count(root) == count(as_cql)
+    (record,) = records(root)
+    assert record.findtext("sru2:recordXMLEscaping", namespaces=NS) == "string"
+    assert etree.fromstring(record.findtext("sru2:recordData", namespaces=NS).encode()).tag.endswith("record")
+    assert root.findtext("sru2:resultCountPrecision", namespaces=NS) == "info:srw/vocabulary/resultCountPrecision/1/exact"
+    echo = root.find("sru2:echoedSearchRetrieveRequest", NS)
+    assert (echo.findtext("sru2:queryType", namespaces=NS), echo.findtext("sru2:query", namespaces=NS)) == ("searchTerms", words)
+    assert echo.findtext("sru2:resultSetTTL", namespaces=NS) == "300"
+    assert echo.findtext("sru2:httpAccept", namespaces=NS) == "application/sru+xml"
+    assert [e.text for e in echo.findall("sru2:extraRequestParameter", NS)] == ["x-client=opac", "extraRequestData=abc"]
+    empty = sru(server, {"version": "2.0", "query": " ", "queryType": "searchTerms"}).xml
+    assert diagnostics(empty)[0][0] == 27
+
+
+def test_sru12_echoes_ttl_and_extra_request_data(server):
+    root = sru(server, {"version": "1.2", "operation": "searchRetrieve", "query": "dc.title=图书馆", "maximumRecords": 0,
+                        "resultSetTTL": 300, "x-client": "opac", "extraRequestData": "abc"}).xml
+    echo = root.find("srw:echoedSearchRetrieveRequest", NS)
+    assert echo.findtext("srw:resultSetTTL", namespaces=NS) == "300"
+    extra = {p.get("name"): p.text for p in echo.find("srw:extraRequestData", NS)}
+    assert extra == {"x-client": "opac", "extraRequestData": "abc"}
+
+
 def test_post_form(server, inputs):
     expected = len({r.work for r in inputs if "图书馆" in r.title})
     answer = sru(server, {"version": "1.1", "operation": "searchRetrieve", "query": "dc.title=图书馆"}, post=True)
