@@ -284,6 +284,11 @@ def test_explain_describes_indexes_schemas_and_databases(server):
         assert title.get("sort") == "true" and title.get("scan") == "true"
         assert {s.get("name") for s in explain.iterfind(".//zr:schema", NS)} >= {"marcxml", "dc", "isohold", "json"}
         assert explain.findtext(".//zr:setting[@type='maximumRecords']", namespaces=NS) == "100"
+        assert explain.findtext(".//zr:default[@type='numberOfRecords']", namespaces=NS) == "10"
+        # Facet capability per index, from config/indexes.yaml.
+        facets = {i.get("id") for i in explain.iterfind(".//zr:index", NS)
+                  if i.find("zr:configInfo/zr:supports[@type='facet']", NS) is not None}
+        assert "library" in facets and "title" not in facets
     databases = [s.text for s in explain.iterfind(".//zr:configInfo/zr:supports[@type='database']", NS)]
     assert any(d.startswith("union:") for d in databases) and any(d.startswith("hub:") for d in databases)
 
