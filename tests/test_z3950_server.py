@@ -162,12 +162,16 @@ def test_position_structure_and_completeness(server, inputs):
         f"find @attr 1=7 @attr 6=3 {isbn}",
         f"find @attr 1=7 @attr 4=3 {isbn}",
         "find @attr 1=31 @attr 4=4 2010",
+        f'find @attr 1=4 @attr 4=2 "{first} {second}"',
+        "find @attr 1=31 @attr 4=5 2010",
+        f"find @attr 1=7 @attr 4=109 {isbn}",
+        "find @attr 1=4 @attr 6=1 图书馆",
     ])
-    anchored, anywhere, phrase, words, free, complete, key, year = hits(output)
-    assert anchored <= anywhere == expected
-    assert 0 < phrase <= words == free
-    assert complete == key == 1
-    assert year > 0
+    anchored, anywhere, phrase, words, free, complete, key, year, word, date, numeric, incomplete = hits(output)
+    assert anchored <= anywhere == incomplete == expected
+    assert 0 < phrase <= words == free == word
+    assert complete == key == numeric == 1
+    assert year == date > 0
 
 
 def test_boolean_operators_and_result_set_references(server, inputs):
