@@ -2,7 +2,7 @@
 
 Layout (all in one database, WAL journal):
 
-  records(rid, id, payload)          the union record as JSON (`UnionRecord.to_dict()`)
+  records(rid, id, payload)          the union record as zlib-compressed JSON (`UnionRecord.to_dict()`)
   items(item, rid, barcode, library, tier)
   match_keys(key, rid), contributions(library, source_id, rid)   the write path's lookups
   vals(idx, key, num, rid, item, vord, ntok)
@@ -44,6 +44,7 @@ import json
 import re
 import sqlite3
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TypeVar, Union
@@ -71,10 +72,12 @@ from indexer.query import (
 )
 from indexer.store import BulkResult, QueryNotSupported, Store, StoreError, StoreStats
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DATABASE_NAME = "catalogue.sqlite3"
 _READER_THREADS = 4
 _BUSY_TIMEOUT_MS = 30_000
+_WRITER_CACHE_KIB = 65_536
+_READER_CACHE_KIB = 16_384
 # Phrase tokens after the first this many are checked with correlated EXISTS instead of joins:
 # SQLite joins at most 64 tables, and planning a join of dozens of tables (a long CJK title is
 # one token per character) takes longer than running it.
@@ -88,7 +91,7 @@ T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS records (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     item INTEGER PRIMARY KEY, rid INTEGER NOT NULL, barcode TEXT NOT NULL, library TEXT NOT NULL, tier TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS items_rid ON items (rid);
@@ -99,17 +102,19 @@ CREATE INDEX IF NOT EXISTS match_keys_rid ON match_keys (rid);
 CREATE TABLE IF NOT EXISTS contributions (library TEXT NOT NULL, source_id TEXT NOT NULL, rid INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS contributions_source ON contributions (library, source_id);
 CREATE INDEX IF NOT EXISTS contributions_rid ON contributions (rid);
+-- WITHOUT ROWID, keyed by the owner: deleting a record's rows and checking the next token of
+-- a phrase are primary-key lookups, and the secondary indexes carry the key (rid, item, ...).
 CREATE TABLE IF NOT EXISTS vals (
-    idx TEXT NOT NULL, key TEXT, num INTEGER, rid INTEGER NOT NULL, item INTEGER NOT NULL,
-    vord INTEGER NOT NULL, ntok INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS vals_key ON vals (idx, key, rid);
+    rid INTEGER NOT NULL, item INTEGER NOT NULL, idx TEXT NOT NULL, vord INTEGER NOT NULL,
+    key TEXT, num INTEGER, ntok INTEGER NOT NULL,
+    PRIMARY KEY (rid, item, idx, vord)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS vals_key ON vals (idx, key);
 CREATE INDEX IF NOT EXISTS vals_num ON vals (idx, num) WHERE num IS NOT NULL;
-CREATE INDEX IF NOT EXISTS vals_rid ON vals (rid);
 CREATE TABLE IF NOT EXISTS toks (
-    idx TEXT NOT NULL, token TEXT NOT NULL, rid INTEGER NOT NULL, item INTEGER NOT NULL,
-    vord INTEGER NOT NULL, pos INTEGER NOT NULL);
+    rid INTEGER NOT NULL, item INTEGER NOT NULL, idx TEXT NOT NULL, vord INTEGER NOT NULL,
+    pos INTEGER NOT NULL, token TEXT NOT NULL,
+    PRIMARY KEY (rid, item, idx, vord, pos)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS toks_token ON toks (idx, token);
-CREATE INDEX IF NOT EXISTS toks_place ON toks (rid, item, idx, vord, pos);
 CREATE TABLE IF NOT EXISTS facets (idx TEXT NOT NULL, value TEXT NOT NULL, rid INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS facets_owner ON facets (rid, idx, value);
 CREATE TABLE IF NOT EXISTS sorts (idx TEXT NOT NULL, rid INTEGER NOT NULL, skey, PRIMARY KEY (idx, rid)) WITHOUT ROWID;
@@ -646,12 +651,15 @@ class EmbeddedStore(Store):
         connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         connection.execute("PRAGMA synchronous = FULL")
         connection.execute("PRAGMA foreign_keys = OFF")
+        # The query evaluation's temporary tables stay in memory.
+        connection.execute("PRAGMA temp_store = MEMORY")
         return connection
 
     def _reader(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = self._connect()
+            connection.execute(f"PRAGMA cache_size = -{_READER_CACHE_KIB}")
             self._local.connection = connection
             with self._readers_lock:
                 self._readers.append(connection)
@@ -708,6 +716,9 @@ class EmbeddedStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = self._connect()
         try:
+            # Bulk loads insert into large indexes in key order of tokens, not of records: a
+            # larger page cache keeps their upper levels in memory.
+            connection.execute(f"PRAGMA cache_size = -{_WRITER_CACHE_KIB}")
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(f"{self.path}: SQLite refused WAL mode (journal_mode={mode})")
@@ -735,7 +746,7 @@ class EmbeddedStore(Store):
         for table in _DEPENDENT_TABLES:
             connection.execute(f"DELETE FROM {table}")
         for rid, payload in connection.execute("SELECT rid, payload FROM records").fetchall():
-            self._insert_rows(connection, rid, UnionRecord.from_dict(json.loads(payload)))
+            self._insert_rows(connection, rid, _decode_payload(payload))
 
     def _shutdown_executors(self) -> None:
         executors = (self._write_executor, self._read_executor)
@@ -830,8 +841,8 @@ class EmbeddedStore(Store):
             [(c.library, c.source_id, rid) for c in record.contributions],
         )
         rows = self._index_rows(rid, record, item_ids)
-        connection.executemany("INSERT INTO vals VALUES (?, ?, ?, ?, ?, ?, ?)", rows.vals)
-        connection.executemany("INSERT INTO toks VALUES (?, ?, ?, ?, ?, ?)", rows.toks)
+        connection.executemany("INSERT INTO vals (idx, key, num, rid, item, vord, ntok) VALUES (?, ?, ?, ?, ?, ?, ?)", rows.vals)
+        connection.executemany("INSERT INTO toks (idx, token, rid, item, vord, pos) VALUES (?, ?, ?, ?, ?, ?)", rows.toks)
         connection.executemany("INSERT INTO facets VALUES (?, ?, ?)", rows.facets)
         connection.executemany("INSERT INTO sorts VALUES (?, ?, ?)", rows.sorts)
 
@@ -841,7 +852,7 @@ class EmbeddedStore(Store):
             connection.execute(f"DELETE FROM {table} WHERE rid = ?", (rid,))
 
     def _put(self, connection: sqlite3.Connection, record: UnionRecord) -> None:
-        payload = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        payload = _encode_payload(record)
         row = connection.execute("SELECT rid FROM records WHERE id = ?", (record.id,)).fetchone()
         if row is None:
             rid = connection.execute("INSERT INTO records (id, payload) VALUES (?, ?)", (record.id, payload)).lastrowid
@@ -907,7 +918,7 @@ class EmbeddedStore(Store):
                 record = changed.get(rid)
                 if record is None:
                     payload = connection.execute("SELECT payload FROM records WHERE rid = ?", (rid,)).fetchone()[0]
-                    record = changed[rid] = UnionRecord.from_dict(json.loads(payload))
+                    record = changed[rid] = _decode_payload(payload)
                     ids[rid] = record_id
                 _apply(record, update)
                 outcomes.append(ItemUpdateOutcome(update.barcode, True, record_id))
@@ -978,15 +989,15 @@ class EmbeddedStore(Store):
 
     # -- read path --------------------------------------------------------------------------
     async def get(self, ids: Sequence[str]) -> list[UnionRecord | None]:
-        def work(connection: sqlite3.Connection) -> dict[str, str]:
-            payloads: dict[str, str] = {}
+        def work(connection: sqlite3.Connection) -> dict[str, bytes | str]:
+            payloads: dict[str, bytes | str] = {}
             for chunk in _chunks(list(dict.fromkeys(ids))):
                 marks = ",".join("?" * len(chunk))
                 payloads.update(connection.execute(f"SELECT id, payload FROM records WHERE id IN ({marks})", chunk))
             return payloads
 
         payloads = await self._read(work)
-        return [UnionRecord.from_dict(json.loads(payloads[i])) if i in payloads else None for i in ids]
+        return [_decode_payload(payloads[i]) if i in payloads else None for i in ids]
 
     async def search(self, request: SearchRequest) -> SearchResult:
         hits = self._compile(request.query, request.item_scope)
@@ -1171,6 +1182,17 @@ class EmbeddedStore(Store):
             return StoreStats(records=records, items=items, by_library=by("library"), by_tier=by("tier"))
 
         return await self._read(work)
+
+
+def _encode_payload(record: UnionRecord) -> bytes:
+    # MARC-in-JSON compresses about 4:1, and the payloads are most of the database.
+    return zlib.compress(json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":")).encode(), 6)
+
+
+def _decode_payload(payload: bytes | str) -> UnionRecord:
+    """A stored record (schema 1 stored plain JSON text)."""
+    text = zlib.decompress(payload) if isinstance(payload, bytes) else payload
+    return UnionRecord.from_dict(json.loads(text))
 
 
 def _shutdown(executors: Iterable[concurrent.futures.ThreadPoolExecutor | None]) -> None:
