@@ -485,7 +485,7 @@ def test_zoomsh_piggyback_needs_no_present(server):
     assert done.stdout.count("0 database=union syntax=USmarc") >= 1 and "1 database=union syntax=USmarc" in done.stdout
 
 
-async def test_scan_preferred_position(catalogue):
+async def test_scan_preferred_position(catalogue, inputs):
     async with running_server(catalogue) as server:
         async with Z3950Client("127.0.0.1", server.port, database="union") as client:
             first = await client.scan("@attr 1=4 图书馆", count=5, position=1)
@@ -495,3 +495,10 @@ async def test_scan_preferred_position(catalogue):
             assert middle.entries[1].term < "图书馆" <= middle.entries[2].term
             library = await client.scan("@attr 1=1044 GR", count=50, databases=["union"])
             assert {"gr", "gr-dw"} <= {e.term for e in library.entries}
+            # Each library's count is the number of works it holds, from the input files.
+            counts = {e.term: e.occurrences for e in library.entries}
+            for code in ("GR", "GR-DW", "GR-LD"):
+                assert counts[code.lower()] == len({r.work for r in inputs if code in r.holdings_libraries}) > 0
+            stepped = await client.scan("@attr 1=4 图书馆", count=5, step=1)
+            assert stepped.status is P.ScanStatus.FAILURE
+            assert [(d.code, d.addinfo) for d in stepped.diagnostics] == [(205, "1")]
