@@ -10,6 +10,11 @@ answers for them.
 Protocol layers map their query syntax into `indexer.query` and call `search`, `fetch`, `scan`;
 the service applies the database's scope (an item-level condition handed to the store as
 `SearchRequest.item_scope`) and trims each record's items to that scope.
+
+Every database shows the same live item status: a backend may keep records between requests
+(the federated database pages through result sets it holds for minutes), so the network's own
+items in the records it returns are replaced by the store's current ones. Which records a kept
+result set holds does not change; what they say about each copy does.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from typing import Any, Protocol, Sequence
 
 from federation.records import Directory
 from indexer.indexes import IndexTable
-from indexer.model import ItemStatusUpdate, ItemUpdateOutcome, UnionRecord
+from indexer.model import Item, ItemStatusUpdate, ItemUpdateOutcome, UnionRecord
 from indexer.query import (
     And,
     Clause,
@@ -149,7 +154,9 @@ class SearchService:
         db = self._get(database)
         backend = self._backends.get(database)
         if backend is not None:
-            return await backend.search(query, sort=sort, offset=offset, limit=limit, facets=facets)
+            outcome = await backend.search(query, sort=sort, offset=offset, limit=limit, facets=facets)
+            live = await self._with_live_items(outcome.records)
+            return dataclasses.replace(outcome, records=[r for r in live if r is not None])
         request = SearchRequest(
             query=query,
             sort=tuple(sort),
@@ -173,7 +180,7 @@ class SearchService:
         db = self._get(database)
         backend = self._backends.get(database)
         if backend is not None:
-            return await backend.fetch(ids)
+            return await self._with_live_items(await backend.fetch(ids))
         records = await self.store.get(list(ids))
         out: list[UnionRecord | None] = []
         for record in records:
@@ -200,6 +207,31 @@ class SearchService:
         outcomes = await self.store.update_items(updates)
         await self.store.refresh()
         return outcomes
+
+    async def _with_live_items(self, records: Sequence[UnionRecord | None]) -> list[UnionRecord | None]:
+        """`records` (from a backend) with each item the store holds for the same union record
+        replaced by the store's current one; records and items the store does not hold (remote
+        targets' copies) are left as they are."""
+        held = [r.id for r in records if r is not None]
+        if not held:
+            return list(records)
+        current: dict[str, dict[str, Item]] = {}
+        for record in await self.store.get(held):
+            if record is not None:
+                current[record.id] = {item.barcode: item for item in record.items if item.barcode}
+        out: list[UnionRecord | None] = []
+        for record in records:
+            live = current.get(record.id) if record is not None else None
+            if record is None or not live or not any(i.barcode in live for i in record.items):
+                out.append(record)
+                continue
+            fresh = copy.copy(record)
+            fresh.contributions = [
+                dataclasses.replace(c, items=[live.get(i.barcode, i) if i.barcode else i for i in c.items])
+                for c in record.contributions
+            ]
+            out.append(fresh)
+        return out
 
     # -- scoping --------------------------------------------------------------------------
     def _item_in_scope(self, db: Database, library: str, tier: str) -> bool:

@@ -28,6 +28,7 @@ from es_support import es_store
 from federation.api import API_PREFIX, ROUTES
 from federation.app import create_app
 from federation.cli import main
+from federation.federated import FederatedSearch
 from federation.itemstatus import FIELDS, MAX_BATCH_ITEMS, STATUS_VALUES, StatusInputError, parse_batch, parse_csv
 from federation.rules import Network, load_network
 from federation.search import SearchService
@@ -36,6 +37,7 @@ from indexer.demo import write_demo_data
 from indexer.embedded import EmbeddedStore
 from indexer.indexes import load_index_table
 from indexer.ingest import IngestOptions, ingest
+from indexer.query import Clause, Relation
 
 ROOT = Path(__file__).resolve().parent.parent
 GUANGRAO = ROOT / "config" / "networks" / "guangrao.yaml"
@@ -474,6 +476,40 @@ async def test_status_update_is_visible_at_once_in_sru_z3950_and_json(
     assert "<publicNote>on_loan</publicNote>" in holding
     assert '<availableNow value="0"/>' in holding
     assert "<availabilityDate>2026-12-24</availabilityDate>" in holding
+
+
+async def _sru_905_status(running: Running, database: str, barcode: str) -> set[tuple[str, str]]:
+    params = {"version": "1.2", "operation": "searchRetrieve", "query": f"net.barcode={barcode}",
+              "recordSchema": "marcxml"}
+    async with running.http.get(f"{running.root}/sru/{database}", params=params) as response:
+        assert response.status == 200
+        tree = etree.fromstring(await response.read())
+    subfields = tree.xpath(
+        "//*[local-name()='datafield'][@tag='905' or @tag='852'][*[local-name()='subfield'][@code='b']=$b]"
+        "/*[local-name()='subfield']", b=barcode)
+    return {(s.get("code"), s.text) for s in subfields if s.get("code") in ("y", "z")}
+
+
+async def test_status_update_is_visible_at_once_in_the_federated_database(
+        running: Running, catalogue: Catalogue, network: Network) -> None:
+    """The federated database keeps result sets for paging; they must not keep old statuses."""
+    federated = FederatedSearch(network, running.service.table, running.service.store)
+    federated.register(running.service)
+    try:
+        barcode = _barcode_at(catalogue, network, "GR-DW")
+        assert ("z", "available") in await _sru_905_status(running, "federated", barcode)
+        await running.post_status({"items": [{"barcode": barcode, "status": "on_loan", "due_date": "2026-12-24"}]},
+                                  token=TOKENS["GR-DW"])
+        expected = {("z", "on_loan"), ("y", "2026-12-24")}
+        assert await _sru_905_status(running, "union", barcode) == expected
+        assert await _sru_905_status(running, "federated", barcode) == expected
+        # By id too, as a client fetching one record of the result set.
+        found = await running.service.search("federated", Clause("barcode", Relation.EXACT, barcode))
+        (record,) = await running.service.fetch("federated", [found.records[0].id])
+        assert [(i.availability.value, i.due_date) for i in record.items if i.barcode == barcode] == \
+            [("on_loan", "2026-12-24")]
+    finally:
+        await federated.aclose()
 
 
 async def test_status_batch_is_idempotent(running: Running, catalogue: Catalogue, network: Network) -> None:
