@@ -711,6 +711,9 @@ class EmbeddedStore(Store):
             except (sqlite3.Error, OSError) as error:
                 self._shutdown_executors()
                 raise StoreError(f"{self.path}: cannot open the embedded store: {error}") from error
+            except BaseException:
+                self._shutdown_executors()
+                raise
 
     def _open_writer(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -745,8 +748,16 @@ class EmbeddedStore(Store):
         """Rebuild every index row from the stored payloads (the index table changed)."""
         for table in _DEPENDENT_TABLES:
             connection.execute(f"DELETE FROM {table}")
-        for rid, payload in connection.execute("SELECT rid, payload FROM records").fetchall():
-            self._insert_rows(connection, rid, _decode_payload(payload))
+        last = 0
+        while True:  # in pages: the payloads of a large catalogue do not fit in memory
+            page = connection.execute(
+                "SELECT rid, payload FROM records WHERE rid > ? ORDER BY rid LIMIT ?", (last, _CHUNK)
+            ).fetchall()
+            if not page:
+                return
+            for rid, payload in page:
+                self._insert_rows(connection, rid, _decode_payload(payload))
+            last = page[-1][0]
 
     def _shutdown_executors(self) -> None:
         executors = (self._write_executor, self._read_executor)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus import handmade_records, small_corpus
+from corpus import generated_records, handmade_records, small_corpus
 from indexer.embedded import DATABASE_NAME, EmbeddedStore
 from indexer.indexes import IndexTable, load_index_table
 from indexer.model import Availability, Item, ItemStatusUpdate, UnionRecord
@@ -273,10 +273,11 @@ async def test_searches_run_while_a_bulk_load_writes(tmp_path: Path) -> None:
 
 
 async def test_a_changed_index_table_rebuilds_the_index_rows(tmp_path: Path) -> None:
+    records = small_corpus() + generated_records(200, seed=5)  # more than one page of the rebuild
     store = EmbeddedStore(tmp_path, TABLE)
     await store.open()
-    await store.upsert(handmade_records())
-    by_subject = SearchRequest(MatchAll(), sort=(SortKey("subject"),), limit=100)
+    await store.upsert(records)
+    by_subject = SearchRequest(MatchAll(), sort=(SortKey("subject"),), limit=5_000)
     with pytest.raises(QueryNotSupported):
         await store.search(by_subject)
     await store.close()
@@ -288,10 +289,10 @@ async def test_a_changed_index_table_rebuilds_the_index_rows(tmp_path: Path) -> 
     await reopened.open()
     try:
         result = await reopened.search(by_subject)
-        expected = Reference(sortable_subject, handmade_records()).ordered(
-            {r.id for r in handmade_records()}, by_subject.sort
-        )
-        assert result.ids == expected
+        reference = Reference(sortable_subject, records)
+        assert result.ids == reference.ordered({r.id for r in records}, by_subject.sort)
+        history = Clause("subject", Relation.PHRASE, "history")
+        assert set((await reopened.search(SearchRequest(history, limit=5_000))).ids) == reference.matches(history)
     finally:
         await reopened.close()
 
