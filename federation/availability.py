@@ -144,8 +144,22 @@ def explain_no_match(number: str, ranges: Sequence[tuple[str, NumberRange]], kin
             f"{range_text(nearest)}")
 
 
+# Longer than any card or barcode printed on a label; refused before its digits are read as a
+# number (Python will not convert more than 4300 digits, and no range is that wide).
+MAX_NUMBER_LENGTH = 64
+
+
+def _too_long(text: str, kind: str) -> NumberOwner | None:
+    if len(text) <= MAX_NUMBER_LENGTH:
+        return None
+    return NumberOwner(text, kind, None, reason=f"a {kind} number of {len(text)} characters is longer "
+                                                f"than any {kind} number ({MAX_NUMBER_LENGTH} at most)")
+
+
 def lookup_card(network: Network, number: str) -> NumberOwner:
     text = number.strip()
+    if (refused := _too_long(text, "card")) is not None:
+        return refused
     for library in network.libraries.values():
         for number_range in library.card_ranges:
             if number_range.contains(text):
@@ -166,6 +180,8 @@ def lookup_card(network: Network, number: str) -> NumberOwner:
 
 def lookup_barcode(network: Network, barcode: str) -> NumberOwner:
     text = barcode.strip()
+    if (refused := _too_long(text, "barcode")) is not None:
+        return refused
     for library in network.libraries.values():
         for number_range in library.barcode_ranges:
             if number_range.contains(text):

@@ -407,6 +407,15 @@ async def test_barcodes_and_cards(running: Running, catalogue: Catalogue) -> Non
     assert "nearest is GR-XZBM's" in card["message"]
     issued = await running.get("/cards/37052300000001")
     assert (issued["library"], issued["honoured"]) == ("GR", True)
+    # Absurdly long numbers are refused with a reason, not read as integers (Python refuses
+    # more than 4300 digits, which made this a 500).
+    huge = "9" * 5000
+    for path, error, length in ((f"/barcodes/GR{huge}", "unknown_barcode", 5002), (f"/cards/{huge}", "unknown_card", 5000)):
+        refused = await running.get(path, 404)
+        assert refused["error"] == error and f"{length} characters" in refused["message"]
+    record_id = (await running.get("/search", q="图书馆", limit="1"))["records"][0]["id"]
+    reader = await running.get(f"/records/{record_id}/availability", 400, card=huge)
+    assert reader["error"] == "unknown_card" and "5000 characters" in reader["message"]
 
 
 async def test_stats_match_the_input(running: Running, catalogue: Catalogue, network: Network) -> None:
