@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Awaitable, Callable, Mapping, TypeVar
 
 from aiohttp import web
 from lxml import etree
@@ -22,6 +22,7 @@ from federation.search import Database, SearchService, UnknownDatabase
 from indexer.indexes import IndexTable
 from indexer.model import UnionRecord
 from indexer.query import Clause, FacetRequest, Relation, ScanRequest as StoreScanRequest
+from indexer.store import QueryNotSupported, StoreError
 from protocols import cql
 from protocols.cql.render import quote
 from protocols.records import (
@@ -58,6 +59,8 @@ from protocols.sru import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 JSON_NS = "urn:union-federation:json-1.0"
 PRECISION_URI = "info:srw/vocabulary/resultCountPrecision/1/"
@@ -136,6 +139,18 @@ def request_params(multi: Mapping[str, str] | web.MultiDictProxy) -> dict[str, l
     for key in multi.keys():
         params.setdefault(key, list(multi.getall(key)))  # type: ignore[attr-defined]
     return params
+
+
+async def _from_store(awaitable: Awaitable[T]) -> T:
+    """A store call, its refusals as SRU diagnostics: a query the store cannot run (a number
+    beyond its range, ...) is 48 naming the reason; a store that is down is 1, logged."""
+    try:
+        return await awaitable
+    except QueryNotSupported as error:
+        raise SRUDiagnostic(48, str(error)) from None
+    except StoreError as error:
+        log.error("SRU: store failure: %s", error)
+        raise SRUDiagnostic(1, "the catalogue is unavailable; try again") from None
 
 
 class SRUEndpoint:
@@ -271,8 +286,8 @@ class SRUEndpoint:
         if sru.start_record > settings.max_start_record:
             raise SRUDiagnostic(61, str(sru.start_record), f"startRecord may be at most {settings.max_start_record}")
         facets, facet_specs = self._facet_requests(sru)
-        outcome = await self.service.search(database.name, mapped.query, sort=sort, offset=sru.start_record - 1,
-                                            limit=limit, facets=facets)
+        outcome = await _from_store(self.service.search(database.name, mapped.query, sort=sort,
+                                                        offset=sru.start_record - 1, limit=limit, facets=facets))
         if sru.start_record > 1 and sru.start_record > outcome.total:
             raise_with_total = SRUDiagnostic(61, str(sru.start_record),
                                              f"startRecord {sru.start_record} is beyond the {outcome.total} records found")
@@ -347,13 +362,14 @@ class SRUEndpoint:
         start_key = definition.query_key(clause.term)
         if sru.response_position == 0:
             # The list starts just after the start term.
-            found = await self.service.scan(database.name, StoreScanRequest(definition.name, clause.term, count + 1, 1))
+            found = await _from_store(self.service.scan(
+                database.name, StoreScanRequest(definition.name, clause.term, count + 1, 1)))
             index_ended = len(found) < count + 1
             terms = found[1:] if found and found[0].key == start_key else found[:count]
             at_first = False
         else:
-            terms = await self.service.scan(database.name, StoreScanRequest(
-                definition.name, clause.term, count, sru.response_position))
+            terms = await _from_store(self.service.scan(database.name, StoreScanRequest(
+                definition.name, clause.term, count, sru.response_position)))
             before = sum(1 for t in terms if t.key < start_key)
             at_first = before < sru.response_position - 1   # fewer keys before the start than asked: the index begins here
             index_ended = len(terms) < count

@@ -323,6 +323,7 @@ SEARCH = {"operation": "searchRetrieve", "version": "1.2"}
     ({**SEARCH, "query": "dc.title encloses cat"}, 19),
     ({**SEARCH, "query": "dc.title =/respectCase cat"}, 20),
     ({**SEARCH, "query": "dc.date=soon"}, 36),
+    ({**SEARCH, "query": "dc.date>99999999999999999999999"}, 48),     # beyond the store's numbers
     ({**SEARCH, "query": "dc.title=cat", "recordSchema": "mods"}, 66),
     ({"operation": "searchRetrieve", "version": "3.0", "query": "x"}, 5),
     ({**SEARCH, "query": "x", "startRecord": "0"}, 6),
