@@ -220,6 +220,17 @@ class _Sql:
     params: list[Any]
     rid_column: str = "rid"
     yields_items: bool = False
+    # Item leaves: the same SELECT of the items' record ids (an ItemMatch of one condition).
+    records_text: str | None = None
+    # Records found through their items (a library's holdings can be most of the catalogue).
+    from_items: bool = False
+
+    @classmethod
+    def leaf(cls, owner: str, rid_column: str, from_where: str, params: list[Any]) -> "_Sql":
+        """`SELECT <owner> <from_where>` of a record-level (owner rid) or item-level (owner item) leaf."""
+        items = owner.endswith("item")
+        return cls(f"SELECT {owner} {from_where}", params, rid_column, yields_items=items,
+                   records_text=f"SELECT {rid_column} {from_where}" if items else None)
 
     def restricted(self, records_node: int) -> tuple[str, list[Any]]:
         """The same SELECT limited to the records stored under `records_node` in temp.qsets."""
@@ -258,7 +269,7 @@ def _all_records() -> _Sql:
 
 
 def _all_items() -> _Sql:
-    return _Sql(_ALL_ITEMS, [], yields_items=True)
+    return _Sql(_ALL_ITEMS, [], yields_items=True, records_text=_ALL_DISTINCT_HOLDERS)
 
 
 def _yields_items(plan: "_Plan") -> bool:
@@ -274,7 +285,9 @@ def _intersect_order(plan: "_Plan") -> int:
     the others are evaluated only over their hits (a library's holdings, NE's complement and
     MatchAll are large)."""
     if isinstance(plan, _Sql):
-        return 3 if plan.text in (_ALL_RECORDS, _ALL_DISTINCT_HOLDERS) else 0
+        if plan.text in (_ALL_RECORDS, _ALL_DISTINCT_HOLDERS):
+            return 3
+        return 2 if plan.from_items else 0
     if isinstance(plan, _SetOperation):
         return 1
     return 2
@@ -321,8 +334,8 @@ class _Compiler:
 
     @staticmethod
     def _item_to_records(items: _Plan) -> _Plan:
-        if isinstance(items, _Sql) and items.text == _ALL_ITEMS:
-            return _Sql(_ALL_DISTINCT_HOLDERS, [])
+        if isinstance(items, _Sql) and items.records_text is not None:
+            return _Sql(items.records_text, items.params, items.rid_column, from_items=True)
         return _ItemsToRecords(items)
 
     def _clause(self, clause: Clause, in_item: bool) -> _Plan:
@@ -353,8 +366,8 @@ class _Compiler:
             return value
 
         def where(condition: str, *params: Any) -> _Sql:
-            return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope} AND {condition}", [definition.name, *params],
-                        yields_items=owner == "item")
+            return _Sql.leaf(owner, "rid", f"FROM vals WHERE idx = ? AND {scope} AND {condition}",
+                             [definition.name, *params])
 
         relation = clause.relation
         if relation in (Relation.PHRASE, Relation.EXACT):
@@ -378,8 +391,8 @@ class _Compiler:
         text = definition.type is IndexType.TEXT
 
         def where(condition: str, *params: Any) -> _Sql:
-            return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope} AND {condition}", [definition.name, *params],
-                        yields_items=owner == "item")
+            return _Sql.leaf(owner, "rid", f"FROM vals WHERE idx = ? AND {scope} AND {condition}",
+                             [definition.name, *params])
 
         def key_match(term: str) -> _Plan:
             key = definition.query_key(term)
@@ -417,8 +430,7 @@ class _Compiler:
         """Tokens at consecutive positions of one value (token n at position p + n)."""
         tokens = query_tokens(term)
         if not tokens:
-            return _Sql(f"SELECT {owner} FROM vals WHERE idx = ? AND {scope}", [definition.name],
-                        yields_items=owner == "item")
+            return _Sql.leaf(owner, "rid", f"FROM vals WHERE idx = ? AND {scope}", [definition.name])
 
         def token_condition(alias: str, token: QueryToken) -> tuple[str, Any]:
             if token.pattern:
@@ -450,8 +462,8 @@ class _Compiler:
                 "EXISTS (SELECT 1 FROM vals v WHERE v.rid = t0.rid AND v.item = t0.item AND v.idx = t0.idx "
                 f"AND v.vord = t0.vord AND v.ntok = t0.pos + {len(tokens)})"
             )
-        text = f"SELECT t0.{owner} FROM toks t0 {' '.join(joins)} WHERE {' AND '.join(conditions)}"
-        return _Sql(text, join_params + where_params, rid_column="t0.rid", yields_items=owner == "item")
+        from_where = f"FROM toks t0 {' '.join(joins)} WHERE {' AND '.join(conditions)}"
+        return _Sql.leaf(f"t0.{owner}", "t0.rid", from_where, join_params + where_params)
 
     # -- relevance ----------------------------------------------------------------------------
     def relevance(self, query: Query) -> list[tuple[int, _Sql]]:
