@@ -204,7 +204,10 @@ def clause_for(definition: IndexDefinition, attributes: Attributes, raw_term: st
         value = term.strip()
         if not re.fullmatch(r"-?\d+", value):
             raise Bib1Diagnostic(D.MALFORMED_SEARCH_TERM, raw_term)
-        term = str(int(value))
+        # Canonical digits without int(): Python refuses to convert more than 4300 digits, and a
+        # number beyond the store's range is the store's to refuse (QueryNotSupported).
+        negative, digits = value.startswith("-"), value.lstrip("-").lstrip("0") or "0"
+        term = "-" + digits if negative and digits != "0" else digits
 
     if relation_value in _ORDERING:
         return Clause(definition.name, _ORDERING[relation_value], term)

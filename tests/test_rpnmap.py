@@ -60,6 +60,11 @@ def mapped(pqf: str, **kwargs):
     # keyword indexes compare whole values
     ("@attr 1=7 9787040000000", Clause("isbn", Relation.EXACT, "9787040000000")),
     ("@attr 1=1044 GR-DW", Clause("library", Relation.EXACT, "GR-DW")),
+    # numbers: canonical digits, whatever their length (the store refuses what it cannot hold)
+    ("@attr 1=31 @attr 2=4 0002000", Clause("date", Relation.GE, "2000")),
+    ("@attr 1=31 @attr 2=1 -007", Clause("date", Relation.LT, "-7")),
+    ("@attr 1=31 @attr 2=5 -000", Clause("date", Relation.GT, "0")),
+    ("@attr 1=31 @attr 2=5 " + "9" * 5000, Clause("date", Relation.GT, "9" * 5000)),
 ])
 def test_operands(pqf, expected):
     assert mapped(pqf) == expected

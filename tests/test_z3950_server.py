@@ -373,6 +373,17 @@ async def test_piggybacked_records(catalogue, inputs):
             assert none.response.records is None
 
 
+async def test_numbers_beyond_the_store_are_a_diagnostic_and_the_session_goes_on(catalogue):
+    async with running_server(catalogue) as server:
+        async with Z3950Client("127.0.0.1", server.port, database="union") as client:
+            for digits in (23, 5000):
+                found = await client.search(f"@attr 1=31 @attr 2=5 {'9' * digits}")
+                assert found.count == 0
+                [(code, addinfo)] = [(d.code, d.addinfo) for d in found.diagnostics]
+                assert code == 3 and addinfo.startswith("index 'date'")   # the store's reason
+            assert (await client.search("@attr 1=31 @attr 2=5 2000")).count > 0
+
+
 async def test_result_set_and_query_depth_limits(catalogue):
     limits = ServerLimits(max_result_sets=3, max_query_depth=10)
     async with running_server(catalogue, limits) as server:
