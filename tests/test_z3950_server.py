@@ -67,6 +67,21 @@ def test_utf8_negotiation_and_init_options(server):
     assert {"search", "present", "delSet", "scan", "sort", "namedResultSets", "negotiationModel"} <= set(options)
 
 
+@pytest.mark.parametrize("charset", ["ISO-8859-1", None])
+def test_without_utf8_or_gbk_records_come_in_utf8_with_leader_09_a(server, tmp_path, charset):
+    """A proposal of another set is answered with UTF-8, said plainly; no negotiation at all also gets UTF-8."""
+    marc_file = tmp_path / "out.mrc"
+    output = yaz_client(server, ["find @attr 1=4 geography", "format usmarc", "show 1+2"],
+                        charset=charset, marc_file=marc_file)
+    if charset:
+        assert "Accepted character set : UTF-8" in output
+    else:
+        assert "Accepted character set" not in output and "negotiationModel" not in output
+    assert [raw[9:10] for raw in marc_file.read_bytes().split(b"\x1d") if raw] == [b"a", b"a"]
+    root = etree.fromstring(marcdump_xml(marc_file))
+    assert len(root.findall("m:record", MARC)) == 2
+
+
 def test_gbk_is_accepted_when_proposed(server, inputs):
     output = yaz_client(server, ["find @attr 1=4 图书馆"], charset="GBK")
     assert "Accepted character set : GBK" in output
