@@ -183,13 +183,18 @@ class FederatedSearch:
     """A `federation.search.DatabaseBackend` for the `federated` database."""
 
     def __init__(self, network: Any, table: IndexTable, store: Store, *,
-                 settings: FederationSettings = FederationSettings(),
+                 settings: FederationSettings | None = None,
                  environ: Mapping[str, str] | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.network = network
         self.table = table
         self.store = store
-        self.settings = settings
+        # Without explicit settings, the rule set's `federation:` section decides.
+        self.settings = settings or FederationSettings(
+            deadline=network.federation.deadline,
+            result_set_ttl=network.federation.result_set_ttl,
+            local_fetch_limit=network.federation.local_fetch_limit,
+        )
         self.clock = clock
         self.policy = network.to_ingest_policy()
         self.match_points = tuple(network.rules.match_points)

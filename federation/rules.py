@@ -182,6 +182,16 @@ class SRULimits:
 
 
 @dataclass(frozen=True)
+class FederationLimits:
+    """The rule set's `federation:` section: how long a federated search may take and how long its
+    merged result set is kept for paging."""
+
+    deadline: float = 10.0           # seconds for the whole request, every target included
+    result_set_ttl: float = 300.0    # seconds a merged result set lives after its last use
+    local_fetch_limit: int = 500     # union records taken from the local index per federated search
+
+
+@dataclass(frozen=True)
 class CircuitBreaker:
     failures: int = 5                # consecutive failures that open the breaker
     reset_seconds: float = 30.0      # how long the target is skipped before it is probed again
@@ -202,6 +212,7 @@ class Target:
     sru_version: str = "1.2"
     record_schema: str | None = None   # SRU recordSchema, e.g. marcxml
     record_syntax: str | None = None   # Z39.50 preferredRecordSyntax, e.g. usmarc, unimarc
+    element_set: str | None = None     # Z39.50 element set name (zebrasrv and Koha want "marcxml" for XML)
     # canonical or CQL index name -> the target's CQL index (SRU)
     index_map: dict[str, str] = field(default_factory=dict)
     # canonical or CQL index name -> Bib-1 use attribute (Z39.50)
@@ -258,6 +269,7 @@ class Network:
     targets: list[Target] = field(default_factory=list)
     auth: AuthSettings = field(default_factory=AuthSettings)
     sru: SRULimits = field(default_factory=SRULimits)
+    federation: FederationLimits = field(default_factory=FederationLimits)
     source_path: Path | None = None
     example_ranges: bool = False     # the number ranges are illustrations, not the network's real ones
 
@@ -628,6 +640,7 @@ class _NetworkBuilder:
         root = self.mapping((), self.document.value, {
             "network": True, "libraries": True, "joint_networks": False, "rules": False,
             "store": False, "targets": False, "auth": False, "sru": False,
+            "federation": False,
         }) or {}
 
         header = self.mapping(("network",), root.get("network", {}), {
@@ -650,13 +663,14 @@ class _NetworkBuilder:
         targets = self.targets(root.get("targets"), libraries, outside_members)
         auth = self.auth(root["auth"], libraries) if "auth" in root else AuthSettings()
         sru = self.sru(root["sru"]) if "sru" in root else SRULimits()
+        federation = self.federation(root["federation"]) if "federation" in root else FederationLimits()
         self.check_card_overlaps(libraries, joint)
 
         if self.problems:
             raise ConfigError(self.problems)
         return Network(
             id=network_id or "", names=network_names, hub=hub or "", libraries=libraries,
-            joint_networks=joint, rules=rules, store=store, targets=targets, auth=auth, sru=sru,
+            joint_networks=joint, rules=rules, store=store, targets=targets, auth=auth, sru=sru, federation=federation,
             source_path=self.source, example_ranges=example_ranges,
         )
 
@@ -928,7 +942,7 @@ class _NetworkBuilder:
             data = self.mapping(here, entry, {
                 "code": True, "name": True, "protocol": True, "url": True, "format": False, "encoding": False,
                 "timeout": False, "enabled": False, "sru_version": False, "record_schema": False,
-                "record_syntax": False, "index_map": False, "bib1_map": False, "holdings": False,
+                "record_syntax": False, "element_set": False, "index_map": False, "bib1_map": False, "holdings": False,
                 "library_map": False, "max_concurrent": False, "retries": False, "fetch_limit": False,
                 "circuit_breaker": False, "username": False, "password_env": False,
             })
@@ -960,7 +974,9 @@ class _NetworkBuilder:
                 options["enabled"] = self.flag((*here, "enabled"), data["enabled"])
             if "sru_version" in data:
                 options["sru_version"] = self.choice((*here, "sru_version"), str(data["sru_version"]), SRU_VERSIONS)
-            for key in ("record_schema", "record_syntax", "username"):
+            if protocol == "sru" and "element_set" in data:
+                self.problem((*here, "element_set"), "'element_set' applies to Z39.50 targets only", at_key=True)
+            for key in ("record_schema", "record_syntax", "element_set", "username"):
                 if key in data:
                     options[key] = self.text((*here, key), data[key])
             if "password_env" in data:
@@ -1074,6 +1090,21 @@ class _NetworkBuilder:
             self.problem((*path, where), f"default_records ({limits.default_records}) exceeds "
                                          f"maximum_records ({limits.maximum_records})")
         return limits
+
+
+    def federation(self, value: Any) -> FederationLimits:
+        path: KeyPath = ("federation",)
+        data = self.mapping(path, value, {"deadline": False, "result_set_ttl": False, "local_fetch_limit": False})
+        if data is None:
+            return FederationLimits()
+        given: dict[str, Any] = {}
+        for key, low, high, whole in (("deadline", 0.1, 600, False), ("result_set_ttl", 0, 86_400, False),
+                                      ("local_fetch_limit", 1, 100_000, True)):
+            if key in data:
+                number = self.number((*path, key), data[key], minimum=low, maximum=high, whole=whole)
+                if number is not None:
+                    given[key] = number
+        return FederationLimits(**given)
 
 
 def _kind(value: Any) -> str:

@@ -504,7 +504,8 @@ class Z3950TargetAdapter(TargetAdapter):
             try:
                 # The first page rides on the search response where the target piggybacks records.
                 found = await client.search(translated, preferred_syntax=syntax,  # type: ignore[arg-type]
-                                            piggyback=min(Z3950_PAGE_SIZE, target.fetch_limit), element_set="F")
+                                            piggyback=min(Z3950_PAGE_SIZE, target.fetch_limit),
+                                            element_set=target.element_set or "F")
             except P.Z3950Error as error:
                 raise TargetFailure(str(error)) from error
             if found.diagnostics or not found.response.search_status:
@@ -518,7 +519,8 @@ class Z3950TargetAdapter(TargetAdapter):
             while position <= wanted:
                 count = min(Z3950_PAGE_SIZE, wanted - position + 1)
                 try:
-                    page = await client.present(found.result_set, position, count, syntax=syntax)
+                    page = await client.present(found.result_set, position, count, syntax=syntax,
+                                                element_set=target.element_set or "F")
                 except P.Z3950Error as error:
                     raise TargetFailure(str(error)) from error
                 records = page.records or []

@@ -561,3 +561,35 @@ def test_any_damage_is_a_config_error_with_positions(tmp_path_factory: pytest.Te
             assert problem.line >= 1 and problem.column >= 1 and problem.key_path and problem.message
     else:
         assert network.hub in network.libraries
+
+
+def test_federation_section_and_target_element_set(tmp_path: Path) -> None:
+    from federation.federated import FederatedSearch
+    from indexer.indexes import load_index_table
+
+    assert load_network(shipped("gaoming")).federation.deadline == 10.0  # the default when the section is absent
+    path, _ = break_copy(
+        tmp_path, "gaoming",
+        ("store:\n", "federation: {deadline: 2.5, result_set_ttl: 60, local_fetch_limit: 200}\n\nstore:\n"),
+        ("    record_syntax: unimarc\n", "    record_syntax: unimarc\n    element_set: marcxml\n"),
+    )
+    network = load_network(path)
+    assert (network.federation.deadline, network.federation.result_set_ttl, network.federation.local_fetch_limit) \
+        == (2.5, 60, 200)
+    assert network.targets[0].element_set == "marcxml"
+    # the federated database takes its deadline and TTL from the rule set unless given settings
+    federated = FederatedSearch(network, load_index_table(), store=None)  # type: ignore[arg-type]
+    assert (federated.settings.deadline, federated.settings.result_set_ttl, federated.settings.local_fetch_limit) \
+        == (2.5, 60, 200)
+
+
+def test_federation_section_mistakes(tmp_path: Path) -> None:
+    path, text = break_copy(tmp_path, "gaoming", ("store:\n", "federation: {deadline: 0, timeout: 3}\n\nstore:\n"))
+    problems = {p.key_path: p for p in problems_of(path)}
+    assert set(problems) == {"federation.deadline", "federation.timeout"}
+    assert (problems["federation.deadline"].line, problems["federation.deadline"].column) == where(text, "0, timeout")
+    assert "unknown key" in problems["federation.timeout"].message
+
+    path, text = break_copy(tmp_path, "guangrao", ("    protocol: sru\n", "    protocol: sru\n    element_set: F\n"))
+    problem = the_problem(path)
+    assert problem.key_path.endswith("element_set") and "Z39.50 targets only" in problem.message
