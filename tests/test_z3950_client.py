@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import re
+import subprocess
 from pathlib import Path
 
 import pymarc
@@ -177,3 +178,53 @@ async def test_zebra_searches_match_the_fixture(zebra):
 
         unsupported = await client.search("@attr 1=9999 x")
         assert unsupported.count == 0 and unsupported.diagnostics[0].code == 114
+
+
+# Every Bib-1 attribute type the server tests use, with operators and failures, as yaz-client sends them.
+ATTRIBUTE_QUERIES = [
+    "@attr 1=4 computer", "@attr 1=1003 collins", "@attr 1=4 图书馆",
+    "@attr 1=30 @attr 2=1 1990", "@attr 1=30 @attr 2=2 1990", "@attr 1=30 @attr 2=3 1990",
+    "@attr 1=30 @attr 2=4 1990", "@attr 1=30 @attr 2=5 1990", "@attr 1=30 @attr 2=6 1990",
+    "@attr 1=4 @attr 3=1 computer", "@attr 1=4 @attr 3=3 computer",
+    '@attr 1=4 @attr 4=1 "computer science"', "@attr 1=4 @attr 4=2 computer", '@attr 1=4 @attr 4=6 "computer science"',
+    "@attr 1=4 @attr 5=1 comput", "@attr 1=4 @attr 5=2 puter", "@attr 1=4 @attr 5=3 mpute",
+    "@attr 1=4 @attr 5=100 computer", "@attr 1=4 @attr 5=101 comp#ter", "@attr 1=4 @attr 5=104 comp?ter",
+    "@attr 1=4 @attr 6=1 computer", "@attr 1=4 @attr 6=3 computer",
+    "@and @attr 1=4 computer @attr 1=4 science", "@or @attr 1=4 computer @attr 1=4 science",
+    "@not @attr 1=4 computer @attr 1=4 science",
+    "@attr 1=9999 x", "@attr 2=100 @attr 1=4 x",
+]
+
+
+def yaz_client_answers(address: str, queries: list[str]) -> list[tuple[int, list[int]]]:
+    """(hits, diagnostic codes) per query as yaz-client, the reference origin, reports them."""
+    commands = "".join(f"find {q}\n" for q in queries) + "quit\n"
+    done = subprocess.run(["yaz-client", f"{address}/Default"], input=commands, capture_output=True, text=True,
+                          errors="replace", timeout=60)
+    answers = []
+    for part in done.stdout.split("Sent searchRequest.")[1:]:
+        hits = re.search(r"Number of hits: (\d+)", part)
+        answers.append((int(hits.group(1)) if hits else 0, [int(c) for c in re.findall(r"^\s*\[(\d+)\]", part, re.M)]))
+    return answers
+
+
+async def test_every_attribute_type_against_zebra_matches_yaz_client(zebra):
+    expected = yaz_client_answers(zebra.address, ATTRIBUTE_QUERIES)
+    assert len(expected) == len(ATTRIBUTE_QUERIES)
+    assert sum(1 for hits, codes in expected if hits and not codes) >= 15    # most queries find something
+    async with Z3950Client(zebra.host, zebra.port) as client:
+        for query, (hits, codes) in zip(ATTRIBUTE_QUERIES, expected):
+            found = await client.search(query)
+            assert (found.count, [d.code for d in found.diagnostics]) == (hits, codes), query
+    # The fixture itself agrees where it can be counted independently.
+    assert expected[0][0] == count_word(["245"], "computer") and expected[1][0] == count_word(["100", "110", "700"], "collins")
+
+
+
+async def test_every_attribute_type_against_yaz_ztest_matches_yaz_client(ztest):
+    expected = yaz_client_answers(ztest.address, ATTRIBUTE_QUERIES)
+    assert len(expected) == len(ATTRIBUTE_QUERIES)
+    async with Z3950Client(ztest.host, ztest.port, charset=None) as client:
+        for query, (hits, codes) in zip(ATTRIBUTE_QUERIES, expected):
+            found = await client.search(query)
+            assert (found.count, [d.code for d in found.diagnostics]) == (hits, codes), query
