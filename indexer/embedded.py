@@ -117,6 +117,7 @@ CREATE TABLE IF NOT EXISTS toks (
 CREATE INDEX IF NOT EXISTS toks_token ON toks (idx, token);
 CREATE TABLE IF NOT EXISTS facets (idx TEXT NOT NULL, value TEXT NOT NULL, rid INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS facets_owner ON facets (rid, idx, value);
+CREATE INDEX IF NOT EXISTS facets_value ON facets (idx, value, rid);
 CREATE TABLE IF NOT EXISTS sorts (idx TEXT NOT NULL, rid INTEGER NOT NULL, skey, PRIMARY KEY (idx, rid)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sorts_rid ON sorts (rid);
 """
@@ -1078,9 +1079,13 @@ class EmbeddedStore(Store):
         params: list[Any] = []
         order = []
         if not request.sort:
-            self._score(connection, request.query if limit and total > 1 else MatchAll())
-            joins.append("JOIN temp.scores sc ON sc.rid = h.rid")
-            columns.append("sc.score AS score")
+            scoring = self.compiler.relevance(request.query) if limit and total > 1 else []
+            if scoring:
+                self._score(connection, scoring)
+                joins.append("JOIN temp.scores sc ON sc.rid = h.rid")
+                columns.append("sc.score AS score")
+            else:
+                columns.append("0 AS score")  # nothing to rank by (MatchAll, keys only): id order
             order.append(("score", False))
         for n, (key, definition) in enumerate(zip(request.sort, sort_definitions)):
             joins.append(f"LEFT JOIN sorts s{n} ON s{n}.idx = ? AND s{n}.rid = h.rid")
@@ -1115,17 +1120,24 @@ class EmbeddedStore(Store):
             ).fetchall()
         page = rows[:limit]
         cursor = _encode_cursor(list(page[-1]), signature) if len(rows) > limit and page else None
-        facets = [
-            self._facet(connection, definition, facet_request)
-            for definition, facet_request in zip(facet_definitions, request.facets)
-        ]
+        facets = []
+        if facet_definitions:
+            # Most of the catalogue matched: walk each facet's values and test membership,
+            # rather than looking up the values of every hit.
+            largest_rid = connection.execute("SELECT COALESCE(MAX(rid), 0) FROM records").fetchone()[0]
+            broad = total * 3 >= largest_rid
+            facets = [
+                self._facet(connection, definition, facet_request, broad)
+                for definition, facet_request in zip(facet_definitions, request.facets)
+            ]
         return SearchResult(total=total, ids=[row[-1] for row in page], facets=facets, next_cursor=cursor)
 
-    def _score(self, connection: sqlite3.Connection, query: Query) -> None:
+    @staticmethod
+    def _score(connection: sqlite3.Connection, scoring: list[tuple[int, _Sql]]) -> None:
         """Fill `temp.scores` (made by `_Evaluation`) with the relevance score of every hit."""
         connection.execute("DELETE FROM temp.scores")
         connection.execute("INSERT INTO temp.scores (rid, score) SELECT rid, 0 FROM temp.hits")
-        for weight, matching in self.compiler.relevance(query):
+        for weight, matching in scoring:
             connection.execute(
                 f"UPDATE temp.scores SET score = score + ? WHERE rid IN ({matching.text})", [weight, *matching.params]
             )
@@ -1139,15 +1151,15 @@ class EmbeddedStore(Store):
         return definition
 
     @staticmethod
-    def _facet(connection: sqlite3.Connection, definition: IndexDefinition, request: FacetRequest) -> Facet:
-        counts = dict(
-            connection.execute(
-                # Driven from the hits (CROSS JOIN fixes the order): a few hits cost a few lookups.
-                "SELECT f.value, COUNT(*) FROM temp.hits h CROSS JOIN facets f ON f.rid = h.rid AND f.idx = ? "
-                "GROUP BY f.value",
-                (definition.name,),
-            ).fetchall()
-        )
+    def _facet(connection: sqlite3.Connection, definition: IndexDefinition, request: FacetRequest, broad: bool) -> Facet:
+        if broad:
+            sql = ("SELECT value, COUNT(*) FROM facets WHERE idx = ? AND rid IN (SELECT rid FROM temp.hits) "
+                   "GROUP BY value")
+        else:
+            # Driven from the hits (CROSS JOIN fixes the order): a few hits cost a few lookups.
+            sql = ("SELECT f.value, COUNT(*) FROM temp.hits h CROSS JOIN facets f ON f.rid = h.rid AND f.idx = ? "
+                   "GROUP BY f.value")
+        counts = dict(connection.execute(sql, (definition.name,)).fetchall())
 
         def value_order(value: str) -> tuple[Any, ...]:
             return (int(value), value) if definition.numeric else (value,)
