@@ -387,3 +387,20 @@ async def test_close_lets_running_searches_finish_and_refuses_new_ones(tmp_path:
     assert all(result.total > 0 for result in await asyncio.gather(*running))
     with pytest.raises(StoreError, match="not open"):
         await store.search(EVERYTHING)
+
+
+async def test_a_scan_is_the_first_thing_a_fresh_store_does(tmp_path: Path) -> None:
+    """A union-wide scan on a reader connection that never searched (regression: its temporary
+    tables did not exist yet)."""
+    loading = EmbeddedStore(tmp_path, TABLE)
+    await loading.open()
+    await loading.upsert(handmade_records())
+    await loading.close()
+    store = EmbeddedStore(tmp_path, TABLE, reader_threads=4)
+    await store.open()
+    try:
+        scans = await asyncio.gather(*(store.scan(ScanRequest("library", "", count=5)) for _ in range(8)))
+        assert all(scan == scans[0] for scan in scans)
+        assert [term.key for term in scans[0]] == ["br01", "br02", "bus1", "hub", "rr01"]
+    finally:
+        await store.close()
