@@ -32,7 +32,6 @@ from indexer.query import (
     Query,
     Relation,
     ScanRequest,
-    ScanTerm,
     SearchRequest,
     SortKey,
 )
