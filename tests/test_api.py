@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import shutil
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -679,6 +680,25 @@ def test_items_status_command(catalogue: Catalogue, network: Network, tmp_path: 
             await store.close()
 
     assert asyncio.run(statuses()) == {own: ("on_loan", "2026-12-20"), hubs: ("lost", "")}
+
+
+async def test_items_status_command_beside_a_running_server(
+        running: Running, catalogue: Catalogue, network: Network, tmp_path: Path) -> None:
+    """A circulation system's CSV applied by the command while the server runs on the same store:
+    the server's next JSON and SRU answers show it."""
+    barcode = _barcode_at(catalogue, network, "GR-DW")
+    csv_file = tmp_path / "loans.csv"
+    csv_file.write_text(f"barcode,status,due_date\n{barcode},on_hold,2026-12-30\n", encoding="utf-8")
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "federation"), "items-status", "--config", str(GUANGRAO),
+        "--data-dir", str(running.store_dir), str(csv_file),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert "1 applied" in out.decode()
+    item = await running.item(barcode)
+    assert (item["availability"], item["due_date"]) == ("on_hold", "2026-12-30")
+    assert await _sru_905_status(running, "union", barcode) == {("z", "on_hold"), ("y", "2026-12-30")}
 
 
 def test_stats_command(catalogue: Catalogue, network: Network, tmp_path: Path, federation_cli) -> None:
