@@ -43,10 +43,24 @@ FEDERATION_KINDS = frozenset({"title", "author", "subject", "title_and", "phrase
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a running process (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """User + system CPU of a running process, of its children that have exited, and of those
+    still running (zebrasrv forks a process per connection), from /proc."""
+    fields = _stat(pid)
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                child = _stat(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(child[1]) == pid:
+                ticks += int(child[11]) + int(child[12])
+    return ticks / CLOCK_TICKS
 
 
 def machine() -> dict:
@@ -245,13 +259,13 @@ def markdown(results: dict) -> str:
         if not runs:
             continue
         lines += [f"**{title}**", "",
-                  "| c | ours req/s | p50 | p90 | p99 ms | server CPU | Zebra req/s | p50 | p90 | p99 ms | ratio |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| c | ours req/s | p50 | p90 | p99 ms | CPU | Zebra req/s | p50 | p90 | p99 ms | CPU | ratio |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for concurrency, run in runs.items():
             o, z = run["ours"], run["zebra"]
             lines.append(f"| {concurrency} | {o['rps']} | {o['p50_ms']} | {o['p90_ms']} | {o['p99_ms']} | "
                          f"{o['server_cpu_share']:.0%} | {z['rps']} | {z['p50_ms']} | {z['p90_ms']} | {z['p99_ms']} | "
-                         f"{run['rps_ratio']}x |")
+                         f"{z['server_cpu_share']:.0%} | {run['rps_ratio']}x |")
         lines.append("")
         middle = runs.get("8") or next(iter(runs.values()))
         lines += ["| kind (c=8) | ours p50 ms | ours p99 ms | ours hits | Zebra p50 ms | Zebra p99 ms | Zebra hits |",
