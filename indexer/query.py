@@ -50,7 +50,8 @@ The values a record holds in an index (every store indexes exactly these):
   item level: the `Item` attribute of the same name (`availability` as its enum value), if
   not empty.
 A PHRASE term, or an ALL / ANY word, without any query token (`*`, punctuation) matches every
-record that has a value in the index. Anchors apply to PHRASE only.
+record that has a value in the index; an ALL / ANY term with no words at all (empty or blank)
+means the same. Anchors apply to PHRASE only.
 
 Sort: a record's key for a SortKey is the exact_key of its first value in the index (number
 and date indexes: its first numeric value); code point order.

@@ -34,7 +34,7 @@ class BulkResult:
 @dataclass
 class StoreStats:
     """Counts over the whole store; per library and per tier by the items' `library` and `tier`
-    (records: those with at least one such item)."""
+    (records: those with at least one such item). Items without a library or tier count under ""."""
 
     records: int
     items: int
