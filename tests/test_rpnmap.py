@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from federation.rpnmap import rpn_to_query, scan_index, sort_keys
 from indexer.indexes import load_index_table
@@ -133,3 +135,33 @@ def test_scan_and_sort():
     with pytest.raises(Bib1Diagnostic) as error:
         sort_keys([SortKeySpec((Attribute(1, 21),))], TABLE)
     assert error.value.code == 207
+
+
+# -- fuzz: any attributes and term map to a query or a Bib-1 diagnostic, nothing else ------------
+
+_VALUES = st.one_of(
+    st.integers(-3, 130), st.sampled_from([1003, 1016, 1044, 4, 7, 8, 12, 21, 31, 1035, 9999, 2**31 - 1]),
+    st.text(max_size=12), st.sampled_from(["title", "dc.creator", "net.library", "bath.isbn", ""]),
+    st.lists(st.one_of(st.integers(0, 200), st.text(max_size=6)), max_size=3).map(tuple),
+)
+_ATTRIBUTES = st.lists(st.builds(Attribute, st.integers(0, 9), _VALUES,
+                                 st.one_of(st.none(), st.sampled_from(["1.2.840.10003.3.1", "1.2.3"]))),
+                       max_size=6).map(tuple)
+_TERMS = st.one_of(st.text(max_size=30), st.integers(-10**30, 10**30).map(str), st.text("0123456789-", max_size=6000),
+                   st.sampled_from(["图书馆", "comput#r", "?", "#", "*", "a?3b", "", " "]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(attributes=_ATTRIBUTES, term=_TERMS)
+def test_fuzz_any_attributes_map_or_give_a_bib1_diagnostic(attributes, term):
+    try:
+        query = rpn_to_query(RpnQuery(AttrTerm(attributes, term)), TABLE)
+    except Bib1Diagnostic as diagnostic:
+        assert diagnostic.code > 0
+    else:
+        assert query is not None
+    for mapping in (lambda: scan_index(attributes, TABLE, None), lambda: sort_keys([SortKeySpec(attributes)], TABLE)):
+        try:
+            assert mapping() is not None
+        except Bib1Diagnostic as diagnostic:
+            assert diagnostic.code > 0
