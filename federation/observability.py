@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 2.0
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_KEY = web.RequestKey("request_id", str)   # where the middleware keeps the id
 # Client-supplied ids are echoed into logs and headers: accept plain tokens only.
 _REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # Seconds; from a cached 1 ms answer to a federated search at its deadline.
@@ -292,6 +293,7 @@ def observability_middleware(metrics: Metrics, is_database: DatabaseCheck = lamb
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         request_id = request_id_for(request)
+        request[REQUEST_ID_KEY] = request_id
         token = current_request_id.set(request_id)
         started = time.perf_counter()
         response: web.StreamResponse | None = None
@@ -315,8 +317,6 @@ def observability_middleware(metrics: Metrics, is_database: DatabaseCheck = lamb
         finally:
             protocol_gauge.dec()
             seconds = time.perf_counter() - started
-            if response is not None:
-                response.headers[REQUEST_ID_HEADER] = request_id
             if request.path not in OPS_PATHS:
                 labels = _labels(request, response, is_database)
                 codes = _diagnostic_codes(labels, response, status)
@@ -335,6 +335,13 @@ def observability_middleware(metrics: Metrics, is_database: DatabaseCheck = lamb
             current_request_id.reset(token)
 
     return middleware
+
+
+async def _send_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: the id goes out with every answer, streamed ones and errors included."""
+    request_id = request.get(REQUEST_ID_KEY)
+    if request_id:
+        response.headers[REQUEST_ID_HEADER] = request_id
 
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
@@ -414,6 +421,7 @@ def install_observability(app: web.Application, service: Any, metrics: Metrics |
     app[METRICS_KEY] = metrics
     app[HEALTH_KEY] = endpoints
     app.middlewares.append(observability_middleware(metrics, lambda name: service.database(name) is not None))
+    app.on_response_prepare.append(_send_request_id)
     app.router.add_get("/healthz", endpoints.healthz)
     app.router.add_get("/readyz", endpoints.readyz)
     app.router.add_get("/metrics", endpoints.metrics_page)
