@@ -181,6 +181,9 @@ def run_load(protocol: str, target: list[str], mix: Path, concurrency: int, args
         raise RuntimeError(f"load generator failed:\n{completed.stderr[-3000:]}")
     result = json.loads(completed.stdout)
     result["server_cpu_share"] = round(server_cpu / wall, 2)
+    # CPU per answer does not depend on how much of the core other work left to the server.
+    answered = result["rps"] * wall
+    result["server_cpu_ms_per_request"] = round(server_cpu * 1000 / answered, 2) if answered else None
     result["load_average_1m"] = round(os.getloadavg()[0], 2)   # other work on the machine during the run
     return result
 
@@ -259,13 +262,15 @@ def markdown(results: dict) -> str:
         if not runs:
             continue
         lines += [f"**{title}**", "",
-                  "| c | ours req/s | p50 | p90 | p99 ms | CPU | Zebra req/s | p50 | p90 | p99 ms | CPU | ratio |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| c | ours req/s | p50 | p90 | p99 ms | CPU | CPU ms/req | Zebra req/s | p50 | p90 | p99 ms | CPU "
+                  "| CPU ms/req | ratio |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for concurrency, run in runs.items():
             o, z = run["ours"], run["zebra"]
             lines.append(f"| {concurrency} | {o['rps']} | {o['p50_ms']} | {o['p90_ms']} | {o['p99_ms']} | "
-                         f"{o['server_cpu_share']:.0%} | {z['rps']} | {z['p50_ms']} | {z['p90_ms']} | {z['p99_ms']} | "
-                         f"{z['server_cpu_share']:.0%} | {run['rps_ratio']}x |")
+                         f"{o['server_cpu_share']:.0%} | {o.get('server_cpu_ms_per_request', '')} | {z['rps']} | "
+                         f"{z['p50_ms']} | {z['p90_ms']} | {z['p99_ms']} | {z['server_cpu_share']:.0%} | "
+                         f"{z.get('server_cpu_ms_per_request', '')} | {run['rps_ratio']}x |")
         lines.append("")
         middle = runs.get("8") or next(iter(runs.values()))
         lines += ["| kind (c=8) | ours p50 ms | ours p99 ms | ours hits | Zebra p50 ms | Zebra p99 ms | Zebra hits |",
