@@ -246,3 +246,60 @@ async def test_store_failures_are_diagnostics_and_the_session_continues(catalogu
         server.close()
         await server.wait_closed()
         await store.close()
+
+
+def random_operand(rng: random.Random) -> P.AttrTerm:
+    attributes = []
+    for _ in range(rng.randint(0, 5)):
+        kind = rng.randint(1, 7)
+        value = rng.choice([
+            rng.randint(-2, 130), rng.choice([4, 7, 8, 12, 21, 31, 1003, 1016, 1044, 9999]),
+            rng.choice(["title", "dc.creator", "net.library", "", "图书馆"]),
+            tuple(rng.choice([rng.randint(0, 9), "x"]) for _ in range(rng.randint(0, 2))),
+        ])
+        attributes.append(P.Attribute(kind, value))
+    term = rng.choice([
+        "图书馆", "geography", "comput", "comput#r", "a?2b", "#", "?", "", " ", "GR", "GR-DW", "2000", "-7",
+        "9" * rng.randint(15, 6000), "".join(chr(rng.randint(32, 0x9fff)) for _ in range(rng.randint(0, 20))),
+    ])
+    return P.AttrTerm(tuple(attributes), term)
+
+
+def as_pqf(operand: P.AttrTerm) -> str:
+    """The operand as PQF for the client's scan (attributes PQF can write: numbers and plain names)."""
+    parts = [f"@attr {a.type}={a.value}" for a in operand.attributes
+             if isinstance(a.value, int) or (isinstance(a.value, str) and a.value and " " not in a.value)]
+    term = str(operand.term).replace("\\", "").replace('"', "")
+    return " ".join(parts + [f'"{term}"'])
+
+
+def random_rpn(rng: random.Random, depth: int = 0) -> P.RpnNode:
+    if depth >= 3 or rng.random() < 0.6:
+        return random_operand(rng)
+    op = rng.choice([P.Operator.AND, P.Operator.OR, P.Operator.AND_NOT])
+    return P.RpnOp(op, random_rpn(rng, depth + 1), random_rpn(rng, depth + 1))
+
+
+async def test_random_well_formed_queries_get_hits_or_a_specific_diagnostic(catalogue):
+    """Well-formed searches, scans and sorts with random attributes and terms: each answer is hits
+    or a diagnostic naming the problem, never diagnostic 2 (an unexpected failure), and the
+    session stays usable."""
+    rng = random.Random(20261125)
+    outcomes = {"hits": 0, "none": 0, "diagnostic": 0}
+    async with running_server(catalogue) as server:
+        async with Z3950Client("127.0.0.1", server.port, database="union") as client:
+            for n in range(200):
+                query = P.RpnQuery(random_rpn(rng))
+                found = await asyncio.wait_for(client.search(query, result_set=f"s{n % 5}"), ANSWER_TIMEOUT)
+                assert all(d.code != 2 for d in found.diagnostics), (query, found.diagnostics)
+                outcomes["diagnostic" if found.diagnostics else "hits" if found.count else "none"] += 1
+                start = as_pqf(random_operand(rng))
+                scan = await asyncio.wait_for(client.scan(start, count=rng.randint(0, 30), position=rng.randint(0, 31)),
+                                              ANSWER_TIMEOUT)
+                assert all(d.code != 2 for d in scan.diagnostics), (start, scan.diagnostics)
+                if found.count:
+                    keys = [P.SortKeySpec(attributes=random_operand(rng).attributes)]
+                    sort = await asyncio.wait_for(client.sort([found.result_set], "sorted", keys), ANSWER_TIMEOUT)
+                    assert all(d.code != 2 for d in sort.diagnostics), (keys, sort.diagnostics)
+            assert (await client.search("@attr 1=4 图书馆")).count > 0
+    assert min(outcomes.values()) >= 10, outcomes      # the mix exercised hits, misses and diagnostics
