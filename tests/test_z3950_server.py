@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import importlib.metadata
 import re
 from dataclasses import replace
 
+import pymarc
 import pytest
 from lxml import etree
 
@@ -454,6 +456,22 @@ async def test_gbk_session_sends_text_in_gbk(catalogue):
             assert "图书馆".encode("gbk") in page.records[0].record.content.bibliographic.content
             scan = await client.scan("@attr 1=4 图书馆", count=3)
             assert scan.entries[0].term.startswith("图书馆")
+
+
+async def test_gb18030_session_gets_records_in_gb18030(catalogue):
+    async with running_server(catalogue) as server:
+        async with Z3950Client("127.0.0.1", server.port, database="union", charset="GB18030") as client:
+            assert client.init_response.charset_response == P.CharsetResponse("GB18030", None, True)
+            found = await client.search("@attr 1=4 图书馆")
+            page = await client.present(found.result_set, 1, 2, syntax=P.RecordSyntax.UNIMARC.value)
+            for entry in page.records:
+                data = entry.record.content
+                assert int(data[:5]) == len(data) and "图书馆".encode("gb18030") in data
+                record = next(pymarc.MARCReader(io.BytesIO(data), to_unicode=True, file_encoding="gb18030"))
+                assert "图书馆" in record["200"]["a"]
+            xml = (await client.present(found.result_set, 1, 1, syntax=P.RecordSyntax.XML.value)).records[0].record.content
+            assert xml.startswith(b"<?xml version='1.0' encoding='GB18030'?>")
+            assert "图书馆" in "".join(etree.fromstring(xml).itertext())
 
 
 async def test_gbk_text_is_gbk_on_the_wire(catalogue):
