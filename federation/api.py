@@ -386,7 +386,14 @@ class JsonApi:
             updates = parse_batch(payload)
         except StatusInputError as error:
             raise ApiError(400, "bad_request", error.problems[0], problems=error.problems) from None
-        report = await apply_updates(self.service, updates, library=library)
+        try:
+            report = await apply_updates(self.service, updates, library=library)
+        except StoreError as error:
+            # A store may fail after some records were written; say so, since the client must
+            # not assume that nothing changed. Applying the same batch again is safe.
+            log.error("items/status from %s: store failure: %s", library, error)
+            raise ApiError(503, "unavailable", "the catalogue failed during the update: some items may have "
+                                               "been applied; the batch is idempotent, send it again") from None
         log.info("items/status from %s: %d updates, %d applied, %d rejected, %d outside its scope",
                  library, len(updates), report.applied, report.rejected, len(report.violations))
         if report.violations:

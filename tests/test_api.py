@@ -608,6 +608,18 @@ async def test_bad_batches_get_precise_400s_and_change_nothing(
     assert await running.item(barcode) == before
 
 
+async def test_a_store_failure_is_a_503_that_says_what_may_have_happened(
+        running: Running, catalogue: Catalogue, network: Network) -> None:
+    barcode = _barcode_at(catalogue, network, "GR-DW")
+    await running.service.store.close()      # the catalogue goes away under the running server
+    failed = await running.post_status({"items": [{"barcode": barcode, "status": "lost"}]},
+                                       token=TOKENS["GR-DW"], status=503)
+    assert failed["error"] == "unavailable"
+    assert "some items may have been applied" in failed["message"] and "send it again" in failed["message"]
+    searched = await running.get("/search", 503, q="图书馆")
+    assert searched["error"] == "unavailable" and "try again" in searched["message"]
+
+
 async def test_authentication(running: Running, catalogue: Catalogue, network: Network) -> None:
     batch = {"items": [{"barcode": _barcode_at(catalogue, network, "GR-DW"), "status": "lost"}]}
     missing = await running.post_status(batch, token=None, status=401)
