@@ -626,3 +626,55 @@ def test_cli_shows_progress_on_a_terminal_only(tmp_path):
     assert b"386 records" in shown and b"records/s" in shown
     assert b"records/s," not in out  # the summary on stdout (a pipe) has no progress lines
     assert "read 386 = added" in out.decode()
+
+
+# -- memory --------------------------------------------------------------------------------------------
+
+
+def distinct_copies(path: Path, loc_records: Sequence[pymarc.Record], copies: int) -> Path:
+    """`copies` times the LoC records, each copy a different work (own control number, title
+    marked with the copy number, no ISBN or LCCN to merge on)."""
+    with open(path, "wb") as handle:
+        for k in range(copies):
+            for n, record in enumerate(loc_records):
+                copy = pymarc.Record(leader=str(record.leader)[:9] + "a" + str(record.leader)[10:], force_utf8=True)
+                copy.add_field(pymarc.Field(tag="001", data=f"C{k}-{n:05d}"))
+                for existing in record.fields:
+                    if existing.tag in ("001", "010", "020", "022", "035"):
+                        continue
+                    if existing.tag == "245":
+                        existing = pymarc.Field(tag="245", indicators=existing.indicators, subfields=[
+                            pymarc.Subfield(s.code, f"{s.value} (copy {k})" if s.code == "a" else s.value)
+                            for s in existing.subfields])
+                    copy.add_field(existing)
+                handle.write(copy.as_marc())
+    return path
+
+
+@pytest.mark.slow
+async def test_memory_stays_flat_as_the_input_grows(tmp_path, table, policy, loc_records):
+    """The Python heap an ingest needs is set by its batch and write-behind sizes, not by the input:
+    three times the records (all new works, so every one is written) peak at about the same."""
+    import tracemalloc
+
+    async def peak(copies: int) -> int:
+        path = distinct_copies(tmp_path / f"x{copies}.mrc", loc_records, copies)
+        store = EmbeddedStore(tmp_path / f"store{copies}", table)
+        await store.open()
+        try:
+            tracemalloc.start()
+            try:
+                report = await ingest([path], store, table, policy, IngestOptions(
+                    quarantine_path=tmp_path / f"q{copies}.jsonl", batch_size=50, write_behind=100))
+                traced = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert report.reconciled and (report.read, report.quarantined) == (copies * len(loc_records), 0)
+            assert (await store.stats()).records == report.added
+            return traced
+        finally:
+            await store.close()
+
+    small, large = await peak(1), await peak(3)
+    # Holding the extra 772 parsed records and their union records would add several MB.
+    assert large < small * 1.25, (small, large)
