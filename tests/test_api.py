@@ -746,6 +746,23 @@ async def test_items_status_command_beside_a_running_server(
     assert await _sru_905_status(running, "union", barcode) == {("z", "on_hold"), ("y", "2026-12-30")}
 
 
+def test_items_status_command_says_when_the_store_fails_during_the_update(
+        catalogue: Catalogue, network: Network, tmp_path: Path, federation_cli, monkeypatch) -> None:
+    from indexer.store import StoreError
+
+    async def failing(self, updates):
+        raise StoreError("disk full")
+
+    store_dir = tmp_path / "store"
+    shutil.copytree(catalogue.store_dir, store_dir)
+    csv_file = tmp_path / "loans.csv"
+    csv_file.write_text(f"barcode,status\n{_barcode_at(catalogue, network, 'GR-DW')},lost\n", encoding="utf-8")
+    monkeypatch.setattr(EmbeddedStore, "update_items", failing)
+    ran = federation_cli("items-status", "--config", str(GUANGRAO), "--data-dir", str(store_dir), str(csv_file))
+    assert ran.returncode == 1
+    assert "disk full" in ran.stderr and "some rows may have been applied" in ran.stderr and "safe to apply again" in ran.stderr
+
+
 def test_stats_command(catalogue: Catalogue, network: Network, tmp_path: Path, federation_cli) -> None:
     shown = federation_cli("stats", "--config", str(GUANGRAO), "--data-dir", str(catalogue.store_dir), "--json")
     assert shown.returncode == 0, shown.stderr

@@ -10,7 +10,9 @@ as its API token would (its items and those of the libraries under it; returns o
 without it the file is applied for the whole network.
 
 Exit status: 0 every row applied; 2 rows applied but some rejected (unknown barcodes, listed);
-1 nothing applied (bad input, an item outside --library's scope, bad rule set, store failure).
+1 nothing applied (bad input, an item outside --library's scope, bad rule set, a store that
+cannot be opened), or a store that failed during the update (said so: some rows may have been
+applied; applying the file again is safe).
 """
 from __future__ import annotations
 
@@ -77,6 +79,9 @@ async def _run(args: argparse.Namespace) -> int:
     store = await open_store(settings, table)
     try:
         report = await apply_updates(SearchService(network, table, store), [u for _, u in rows], library=args.library)
+    except StoreError as error:
+        raise _Failure(f"federation items-status: {error}\nthe store failed during the update: some rows may "
+                       f"have been applied; the file is safe to apply again") from None
     finally:
         await store.close()
     lines = [line for line, _ in rows]
