@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
@@ -437,6 +437,7 @@ class Network:
             "barcode_policy": self.rules.barcode_policy.value,
             "store": {"kind": self.store.kind, "path": self.store.path, "url": self.store.url,
                       "index_prefix": self.store.index_prefix},
+            "sru": asdict(self.sru),
             "targets": [
                 {"code": t.code, "name": t.name, "protocol": t.protocol, "url": t.url, "enabled": t.enabled}
                 for t in self.targets

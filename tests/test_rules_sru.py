@@ -26,7 +26,11 @@ def test_absent_section_gives_the_defaults() -> None:
 
 def test_section_values_are_read(tmp_path: Path) -> None:
     path = with_sru_section(tmp_path, "sru:\n  maximum_records: 25\n  default_records: 5\n  max_start_record: 500\n")
-    assert load_network(path).sru == SRULimits(default_records=5, maximum_records=25, max_start_record=500)
+    network = load_network(path)
+    assert network.sru == SRULimits(default_records=5, maximum_records=25, max_start_record=500)
+    # `federation check-config --json` shows the limits in force.
+    assert network.summary()["sru"] == {"default_records": 5, "maximum_records": 25, "maximum_terms": 100,
+                                        "max_query_length": 8192, "max_start_record": 500}
 
 
 @pytest.mark.parametrize(("section", "key_path", "message", "line_text"), [
