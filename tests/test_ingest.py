@@ -12,8 +12,11 @@ import gzip
 import json
 import os
 import pty
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +28,7 @@ from es_support import es_store
 from test_readers import iso2709
 from federation.rules import load_network
 from indexer.demo import write_demo_data
-from indexer.embedded import EmbeddedStore
+from indexer.embedded import DATABASE_NAME, EmbeddedStore
 from indexer.extract import control_number
 from indexer.indexes import load_index_table
 from indexer.ingest import (
@@ -678,3 +681,80 @@ async def test_memory_stays_flat_as_the_input_grows(tmp_path, table, policy, loc
     small, large = await peak(1), await peak(3)
     # Holding the extra 772 parsed records and their union records would add several MB.
     assert large < small * 1.25, (small, large)
+
+
+# -- a killed ingest ---------------------------------------------------------------------------------
+
+
+async def catalogue_of(data_dir: Path, table, policy) -> dict[str, dict]:
+    """Every union record of an embedded store, without the ingest batch ids (provenance of the run)."""
+    store = EmbeddedStore(data_dir, table)
+    await store.open()
+    try:
+        ids: set[str] = set()
+        for library in policy.libraries:
+            ids.update(await store.ids_of_library(library))
+        records = {}
+        for record in await store.get(sorted(ids)):
+            data = record.to_dict()
+            for contribution in data["contributions"]:
+                contribution.pop("batch")
+            records[record.id] = data
+        assert (await store.stats()).records == len(records)
+        return records
+    finally:
+        await store.close()
+
+
+@pytest.mark.slow
+async def test_a_killed_ingest_rerun_ends_with_exactly_the_catalogue_of_a_clean_one(tmp_path, table, policy):
+    write_demo_data(policy, tmp_path / "demo", records=1200, seed=11)
+    command = [str(FEDERATION), "ingest", "--config", str(NETWORK_FILE), "--batch-size", "50", "--write-behind", "100",
+               "--quiet", str(tmp_path / "demo")]
+
+    clean = subprocess.run([*command, "--data-dir", str(tmp_path / "clean")], capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr
+    expected = await catalogue_of(tmp_path / "clean", table, policy)
+
+    # Killed (SIGKILL: no clean-up of any kind) once some union records are in, well before the end.
+    killed_dir = tmp_path / "killed"
+    process = subprocess.Popen([*command, "--data-dir", str(killed_dir)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    written = 0
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            written = records_in(killed_dir / DATABASE_NAME)
+            if written > 0:
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the ingest ended before it could be killed"
+    survived = records_in(killed_dir / DATABASE_NAME)
+    assert 0 < survived < len(expected), (survived, len(expected))
+
+    rerun = subprocess.run([*command, "--data-dir", str(killed_dir)], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    (report_path,) = sorted(killed_dir.glob("ingest/*.report.json"))
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert (report["read"], report["quarantined"]) == (1200, 0)
+    assert report["unchanged"] > 0  # what the killed run had written is recognised, not written again
+    assert await catalogue_of(killed_dir, table, policy) == expected
+
+
+def records_in(database: Path) -> int:
+    """Union records committed to an embedded store's database, read as another process would."""
+    if not database.exists():
+        return 0
+    try:
+        connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
+        try:
+            return connection.execute("SELECT count(*) FROM records").fetchone()[0]
+        finally:
+            connection.close()
+    except sqlite3.OperationalError:  # the schema is being created
+        return 0
