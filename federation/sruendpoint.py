@@ -11,6 +11,7 @@ import json
 import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping, TypeVar
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 from lxml import etree
@@ -141,6 +142,19 @@ def request_params(multi: Mapping[str, str] | web.MultiDictProxy) -> dict[str, l
     return params
 
 
+def undecodable_parameter(raw_query: str) -> str | None:
+    """The name of the first parameter of a raw query string whose percent-escapes are not
+    UTF-8 (aiohttp would hand it on with U+FFFD in their place), or None."""
+    for pair in raw_query.split("&"):
+        name, _, value = pair.partition("=")
+        for part in (name, value):
+            try:
+                unquote_to_bytes(part.replace("+", " ")).decode("utf-8")
+            except UnicodeDecodeError:
+                return unquote_to_bytes(name.replace("+", " ")).decode("utf-8", "replace")
+    return None
+
+
 async def _from_store(awaitable: Awaitable[T]) -> T:
     """A store call, its refusals as SRU diagnostics: a query the store cannot run (a number
     beyond its range, ...) is 48 naming the reason; a store that is down is 1, logged."""
@@ -179,6 +193,10 @@ class SRUEndpoint:
             return _as_soap(response) if soap else response
         except Exception as error:  # a body aiohttp cannot decode
             return self._diagnostic_response("1.2", operation, SRUDiagnostic(1, f"unreadable request: {error}"), status=400)
+        broken = undecodable_parameter(request.rel_url.raw_query_string)
+        if broken is not None:
+            return self._diagnostic_response(version_for(params), operation, SRUDiagnostic(
+                6, broken, f"parameter {broken!r} is not UTF-8 (percent-escapes of other bytes)"))
         try:
             response = await self._answer(request, params)
             return _as_soap(response) if soap else response

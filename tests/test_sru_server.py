@@ -360,6 +360,16 @@ def test_every_diagnostic(server, params, code):
     assert found and found[0][0] == code, found
 
 
+def test_parameters_that_are_not_utf8_are_named(server):
+    # %FF%FE is no UTF-8; it must not become U+FFFD U+FFFD, a term without words that matches everything.
+    for raw, name in (("query=%FF%FE", "query"), ("query=dc.title%3Da&x-note=%C3", "x-note")):
+        answer = fetch(f"{server.base}/union?version=1.2&operation=searchRetrieve&{raw}")
+        assert answer.status == 200
+        assert diagnostics(answer.xml) == [(6, name)]
+    fine = fetch(f"{server.base}/union?version=1.2&operation=searchRetrieve&query=dc.title%3D%E5%9B%BE%E4%B9%A6%E9%A6%86+x")
+    assert diagnostics(fine.xml) == []      # real UTF-8 escapes and + for space pass
+
+
 def test_too_long_query(server):
     answer = sru(server, {**SEARCH, "query": "a" * 9000}, post=True)
     assert diagnostics(answer.xml) == [(12, "8192")]
