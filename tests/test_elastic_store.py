@@ -9,6 +9,7 @@ Runs on the osmem-server stand-in, or unchanged on a real cluster when ELASTICSE
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 from pathlib import Path
@@ -546,3 +547,101 @@ async def test_rebuild_index_command_swaps_in_a_new_index(tmp_path) -> None:
         assert stdout.decode().startswith(f"{store.alias}: 25 records re-indexed into {after} in ")
         assert f"(was {before}, deleted)" in stdout.decode()
         assert len(await hits(store, phrase("title", "家常菜"))) == 25
+
+
+# -- a busy cluster ---------------------------------------------------------------------------------
+
+
+class _BusyCluster:
+    """A loopback proxy in front of the cluster that behaves like an overloaded node: it answers
+    the first bulk request with HTTP 429, and of the second it passes on the first half of the
+    actions and rejects the rest one by one (item status 429, es_rejected_execution_exception).
+    Everything else goes through unchanged."""
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream.rstrip("/")
+        self.bulk_ids: list[list[str]] = []      # the record ids of each bulk request received
+        self.rejected: list[str] = []            # the ids rejected item by item
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._session = None
+
+    async def __aenter__(self) -> "_BusyCluster":
+        import aiohttp
+
+        self._session = aiohttp.ClientSession()
+        app = web.Application(client_max_size=64 << 20)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()
+        await self._session.close()
+
+    async def _forward(self, request: web.Request, body: bytes) -> tuple[int, str, bytes]:
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "accept", "authorization")}
+        async with self._session.request(request.method, self.upstream + request.path_qs, data=body,
+                                         headers=headers) as response:
+            return response.status, response.headers.get("Content-Type", "application/json"), await response.read()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if not request.path.endswith("/_bulk"):
+            status, content_type, answer = await self._forward(request, body)
+            return web.Response(status=status, body=answer, headers={"Content-Type": content_type})
+        # NDJSON: an action line, then a source line unless the action is a delete.
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        actions: list[tuple[str, dict, list[bytes]]] = []
+        index = 0
+        while index < len(lines):
+            ((operation, meta),) = json.loads(lines[index]).items()
+            width = 1 if operation == "delete" else 2
+            actions.append((operation, meta, lines[index:index + width]))
+            index += width
+        self.bulk_ids.append([meta["_id"] for _, meta, _ in actions])
+        if len(self.bulk_ids) == 1:
+            error = {"error": {"type": "es_rejected_execution_exception", "reason": "rejected execution of bulk"},
+                     "status": 429}
+            return web.json_response(error, status=429)
+        if len(self.bulk_ids) > 2:
+            status, content_type, answer = await self._forward(request, body)
+            return web.Response(status=status, body=answer, headers={"Content-Type": content_type})
+        passed, rejected = actions[:len(actions) // 2], actions[len(actions) // 2:]
+        forwarded = b"".join(line + b"\n" for _, _, pair in passed for line in pair)
+        status, _, answer = await self._forward(request, forwarded)
+        assert status == 200, answer
+        items = json.loads(answer)["items"]
+        for operation, meta, _ in rejected:
+            self.rejected.append(meta["_id"])
+            items.append({operation: {"_index": meta["_index"], "_id": meta["_id"], "status": 429, "error": {
+                "type": "es_rejected_execution_exception", "reason": "rejected execution (queue capacity 200)"}}})
+        return web.json_response({"took": 1, "errors": True, "items": items})
+
+
+async def test_bulk_retries_what_a_busy_cluster_rejects_and_loses_nothing() -> None:
+    endpoint = shared_endpoint()
+    async with _BusyCluster(endpoint.url) as busy:
+        store = ElasticsearchStore(busy.url, TABLE, index_prefix=f"{endpoint.prefix}-busy", flavor=endpoint.flavor,
+                                   bulk_chunk_size=500)
+        await store.open()
+        try:
+            records = [book(n, f"农村经济研究 第{n}辑", items=(hub_item(f"GR{n:08d}"),)) for n in range(1, 41)]
+            result = await store.upsert(records)
+            assert (result.succeeded, result.failed) == (40, [])
+            ids = [r.id for r in records]
+            # The whole request again after the 429; then only the items rejected one by one.
+            assert busy.bulk_ids[:2] == [ids, ids]
+            assert busy.rejected == ids[20:]
+            assert busy.bulk_ids[2:] == [ids[20:]]
+            await store.refresh()
+            assert await hits(store, MatchAll()) == ids
+            assert [r.to_dict() for r in await store.get(ids)] == [r.to_dict() for r in records]
+        finally:
+            for index in await store.concrete_indexes():
+                await store.client.indices.delete(index=index)
+            await store.close()
