@@ -36,6 +36,7 @@ from federation.availability import (
     token_scope,
 )
 from federation.cqlmap import CQLMapper, parse_cql
+from federation.httpquery import undecodable_parameter
 from federation.itemstatus import MAX_BATCH_ITEMS, StatusInputError, apply_updates, current_items, parse_batch
 from federation.records import record_json
 from federation.rules import Library, Network
@@ -179,7 +180,7 @@ class JsonApi:
         return tuple(requests)
 
     async def search(self, request: web.Request) -> web.Response:
-        params = request.query
+        params = _query(request)
         keywords, cql_text = params.get("q", "").strip(), params.get("cql", "").strip()
         if bool(keywords) == bool(cql_text):
             raise ApiError(400, "bad_parameter", "give exactly one of q (keywords) and cql (a CQL query)")
@@ -260,8 +261,9 @@ class JsonApi:
         return _json(data)
 
     async def availability(self, request: web.Request) -> web.Response:
-        card = request.query.get("card", "").strip() or None
-        library = request.query.get("library", "").strip() or None
+        query = _query(request)
+        card = query.get("card", "").strip() or None
+        library = query.get("library", "").strip() or None
         if card is None and library is None:
             raise ApiError(400, "bad_parameter", "give card=NUMBER (the reader's card) and/or library=CODE "
                                                  "(where the reader wants the book)")
@@ -430,6 +432,15 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
                                              f"(and {MAX_BATCH_ITEMS} updates) per batch")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _query(request: web.Request) -> Any:
+    """The request's query parameters; 400 naming the first whose percent-escapes are not UTF-8
+    (aiohttp would pass it on with U+FFFD in their place)."""
+    broken = undecodable_parameter(request.rel_url.raw_query_string)
+    if broken is not None:
+        raise ApiError(400, "bad_parameter", f"{broken}: not UTF-8 (percent-escapes of other bytes)")
+    return request.query
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -11,12 +11,12 @@ import json
 import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping, TypeVar
-from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 from lxml import etree
 
 from federation.cqlmap import CQLMapper, MappedQuery, parse_cql
+from federation.httpquery import undecodable_parameter
 from federation.rules import Network
 from federation.records import Directory, dublin_core, holdings_locations, is_unimarc, presentation_marc, record_json
 from federation.search import Database, SearchService, UnknownDatabase
@@ -140,19 +140,6 @@ def request_params(multi: Mapping[str, str] | web.MultiDictProxy) -> dict[str, l
     for key in multi.keys():
         params.setdefault(key, list(multi.getall(key)))  # type: ignore[attr-defined]
     return params
-
-
-def undecodable_parameter(raw_query: str) -> str | None:
-    """The name of the first parameter of a raw query string whose percent-escapes are not
-    UTF-8 (aiohttp would hand it on with U+FFFD in their place), or None."""
-    for pair in raw_query.split("&"):
-        name, _, value = pair.partition("=")
-        for part in (name, value):
-            try:
-                unquote_to_bytes(part.replace("+", " ")).decode("utf-8")
-            except UnicodeDecodeError:
-                return unquote_to_bytes(name.replace("+", " ")).decode("utf-8", "replace")
-    return None
 
 
 async def _from_store(awaitable: Awaitable[T]) -> T:

@@ -649,6 +649,18 @@ _GET_VALUES = ["", " ", "图书馆", "GR", "GR-DW", "union", "federated", "hub",
                "\x00", "\ud7ff", "%", "../..", "a" * 300]
 
 
+async def test_parameters_that_are_not_utf8_are_named(running: Running) -> None:
+    for path, raw, name in (("/search", "q=%FF%FE", "q"), ("/search", "q=a&sort=%C3", "sort"),
+                            ("/libraries/GR", "", None), ("/records/x/availability", "library=GR&card=%E5%9B", "card")):
+        async with running.http.get(f"{running.base}{path}?{raw}") as response:
+            data = await response.json()
+        if name is None:
+            assert response.status == 200
+        else:
+            assert (response.status, data["error"]) == (400, "bad_parameter")
+            assert data["message"] == f"{name}: not UTF-8 (percent-escapes of other bytes)"
+
+
 async def test_any_get_request_is_answered_never_a_500(running: Running, catalogue: Catalogue) -> None:
     """Seeded random GET requests over every read route: each answer is JSON, documented, 2xx or 4xx."""
     rng = random.Random(20261125)
