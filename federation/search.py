@@ -209,9 +209,9 @@ class SearchService:
         return outcomes
 
     async def _with_live_items(self, records: Sequence[UnionRecord | None]) -> list[UnionRecord | None]:
-        """`records` (from a backend) with each item the store holds for the same union record
-        replaced by the store's current one; records and items the store does not hold (remote
-        targets' copies) are left as they are."""
+        """`records` (from a backend) with each item of the network's own contributions replaced by
+        the store's current one for the same union record and barcode; remote targets'
+        contributions, and records the store does not hold, are left as they are."""
         held = [r.id for r in records if r is not None]
         if not held:
             return list(records)
@@ -226,8 +226,10 @@ class SearchService:
                 out.append(record)
                 continue
             fresh = copy.copy(record)
+            own = self.network.libraries
             fresh.contributions = [
                 dataclasses.replace(c, items=[live.get(i.barcode, i) if i.barcode else i for i in c.items])
+                if c.library in own else c
                 for c in record.contributions
             ]
             out.append(fresh)
