@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from federation.availability import (
     ReaderError,
@@ -434,7 +435,7 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _query(request: web.Request) -> Any:
+def _query(request: web.Request) -> MultiDictProxy[str]:
     """The request's query parameters; 400 naming the first whose percent-escapes are not UTF-8
     (aiohttp would pass it on with U+FFFD in their place)."""
     broken = undecodable_parameter(request.rel_url.raw_query_string)
