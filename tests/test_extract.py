@@ -267,35 +267,24 @@ def test_unimarc_non_sorting_markers(table):
                 assert not key.startswith("work:" + prefix.strip().lower())
 
 
-# -- index table sources the real records need (proposed changes to config/indexes.yaml) -----
+# -- parallel titles and pinyin names (UNIMARC 200$d, CNMARC $A subfields) ------------------------
 
-def table_with(changes: dict[str, dict[str, list[str]]]):
-    """The shipped index table with extra sources appended (the change proposed to the lead)."""
-    import yaml
-
-    from indexer.indexes import DEFAULT_INDEX_TABLE, IndexTable
-
-    data = yaml.safe_load(DEFAULT_INDEX_TABLE.read_text(encoding="utf-8"))
-    for entry in data["indexes"]:
-        for key, extra in changes.get(entry["name"], {}).items():
-            entry[key] = list(entry.get(key, [])) + [s for s in extra if s not in entry.get(key, [])]
-    return IndexTable.from_data(data)
-
-
-def test_proposed_sources_unimarc_parallel_titles_and_pinyin_names():
-    proposed = table_with({
-        "title": {"unimarc": ["200d"]},
-        "creator": {"unimarc": ["702A", "710A", "711A", "712A"]},
-    })
+def test_unimarc_parallel_titles_and_cnmarc_pinyin_names_are_extracted(table):
     parallel = 0
     for result in read_records(FIXTURES / "unimarc" / "periouni-3064.mrc"):
         for value in [v for f in result.record.get_fields("200") for v in f.get_subfields("d")]:
             expected = re.sub("[\u200e\x98\x9c]", "", value).lstrip("= ").rstrip(" .")
-            titles = extract_fields(result.record, MarcFormat.UNIMARC, proposed)["title"]
+            titles = extract_fields(result.record, MarcFormat.UNIMARC, table)["title"]
             assert expected in titles
             parallel += 1
     assert parallel == 74
+    pinyin_titles = pinyin_names = 0
     for result, element in zip(read_records(FIXTURES / "cnmarc" / "sample_cnmarcxml.xml"), cnmarc_xml_elements()):
-        creators = extract_fields(result.record, MarcFormat.CNMARC, proposed).get("creator", [])
-        for pinyin in subs(element, "711", "A"):
-            assert pinyin in creators
+        fields = extract_fields(result.record, MarcFormat.CNMARC, table)
+        for pinyin in subs(element, "200", "A"):
+            assert pinyin in fields["title"]
+            pinyin_titles += 1
+        for pinyin in subs(element, "701", "A") + subs(element, "711", "A"):
+            assert pinyin in fields.get("creator", [])
+            pinyin_names += 1
+    assert (pinyin_titles, pinyin_names) == (9, 14)
