@@ -83,6 +83,7 @@ _READER_CACHE_KIB = 16_384
 # one token per character) takes longer than running it.
 _MAX_PHRASE_JOINS = 8
 _CHUNK = 500  # ids per IN (...) list
+_ANALYSIS_CACHE_VALUES = 50_000  # values whose analysis the writer remembers (a few tens of MB)
 _COMPOUND_TERMS = 400
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _SQLITE_INT_MIN, _SQLITE_INT_MAX = -(2**63), 2**63 - 1
@@ -168,22 +169,29 @@ def facet_value(definition: IndexDefinition, value: str) -> str | None:
 
 
 class _ValueAnalysis:
-    """exact_key and index_tokens of one record's values, each made once: copy_from indexes
-    (`anywhere`) repeat most values of the record."""
+    """exact_key and index_tokens of values, each made once while it is remembered: copy_from
+    indexes (`anywhere`) repeat most values of a record, records share publishers, places and
+    subjects, and a bulk load rewrites a union record as its contributions arrive. Bounded:
+    forgets everything when full. Used by the one writer thread only."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = _ANALYSIS_CACHE_VALUES) -> None:
+        self._limit = limit
         self._keys: dict[str, str] = {}
         self._tokens: dict[str, list[str]] = {}
 
     def key(self, value: str) -> str:
         key = self._keys.get(value)
         if key is None:
+            if len(self._keys) >= self._limit:
+                self._keys.clear()
             key = self._keys[value] = exact_key(value)
         return key
 
     def tokens(self, value: str) -> list[str]:
         tokens = self._tokens.get(value)
         if tokens is None:
+            if len(self._tokens) >= self._limit:
+                self._tokens.clear()
             tokens = self._tokens[value] = index_tokens(value)
         return tokens
 
@@ -657,6 +665,7 @@ class EmbeddedStore(Store):
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._open_lock = asyncio.Lock()
+        self._analysed = _ValueAnalysis()
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -800,7 +809,7 @@ class EmbeddedStore(Store):
     # -- write path -------------------------------------------------------------------------
     def _index_rows(self, rid: int, record: UnionRecord, item_ids: list[int]) -> _Rows:
         rows = _Rows([], [], [], [])
-        analysed = _ValueAnalysis()
+        analysed = self._analysed
         for definition in self.table.record_indexes():
             values = record_values(record, definition)
             self._value_rows(rows, definition, values, rid, 0, analysed)

@@ -8,7 +8,7 @@ bibliographic part being touched.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -50,9 +50,21 @@ class Item:
     notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["availability"] = self.availability.value
-        return data
+        # Spelled out: dataclasses.asdict deep-copies every value and was a tenth of load time.
+        return {
+            "barcode": self.barcode,
+            "library": self.library,
+            "tier": self.tier,
+            "call_number": self.call_number,
+            "location": self.location,
+            "status": self.status,
+            "availability": self.availability.value,
+            "due_date": self.due_date,
+            "material_type": self.material_type,
+            "source_library": self.source_library,
+            "source_record": self.source_record,
+            "notes": self.notes,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Item":

@@ -294,3 +294,17 @@ def test_fingerprint_ignores_serialization_and_sees_content_items_and_salt():
     assert fingerprint(record, "marc21", [Item(barcode="GR02", library=HUB)]) != base
     assert fingerprint(record, "marc21", items, salt="new index table") != base
     assert fingerprint(record, "unimarc", items) != base
+
+
+def test_item_to_dict_holds_every_field_and_round_trips():
+    from dataclasses import fields as dataclass_fields
+
+    from indexer.model import Availability, Item
+
+    item = Item("B1", "GR", tier="hub", call_number="I247/1", location="stacks", status="2",
+                availability=Availability.ON_LOAN, due_date="2026-12-01", material_type="book",
+                source_library="gr", source_record="rec1", notes="n")
+    data = item.to_dict()
+    assert list(data) == [f.name for f in dataclass_fields(Item)]
+    assert data["availability"] == "on_loan"
+    assert Item.from_dict(data) == item
