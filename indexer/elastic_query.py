@@ -195,14 +195,22 @@ class QueryCompiler:
             return key_match(clause.term)
         if relation is Relation.NE:
             return _must_not(key_match(clause.term))
+        # Elasticsearch reads an empty string as a bound as no bound at all, but a term that
+        # normalizes to the empty key (":", " ") is a bound: nothing is below it, only "" is at it.
         if relation in _RANGE_OPERATORS:
             key = clip_term(definition.query_key(clause.term))
+            if key == "" and relation is Relation.LT:
+                return {"match_none": {}}
+            if key == "" and relation is Relation.LE:
+                return {"term": {key_field: ""}}
             return {"range": {key_field: {_RANGE_OPERATORS[relation]: key}}}
         if relation is Relation.WITHIN:
             if clause.term_high is None:
                 raise QueryNotSupported("within needs two terms")
             low = clip_term(definition.query_key(clause.term))
             high = clip_term(definition.query_key(clause.term_high))
+            if high == "":
+                return {"term": {key_field: ""}} if low == "" else {"match_none": {}}
             return {"range": {key_field: {"gte": low, "lte": high}}}
         raise QueryNotSupported(f"relation {relation.value} is not supported on {definition.name!r}")
 
