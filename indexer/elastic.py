@@ -39,15 +39,13 @@ from indexer.elastic_query import ITEMS, QueryCompiler
 from indexer.indexes import IndexTable
 from indexer.model import ItemStatusUpdate, ItemUpdateOutcome, UnionRecord
 from indexer.query import (
-    Facet,
-    FacetRequest,
-    FacetValue,
     ScanRequest,
     ScanTerm,
     SearchRequest,
     SearchResult,
 )
 from indexer.store import BulkResult, QueryNotSupported, Store, StoreError, StoreStats
+from indexer.values import ordered_facet
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +412,7 @@ class ElasticsearchStore(Store):
                     continue
                 record = UnionRecord.from_dict(json.loads(doc["_source"]["payload"]))
                 for position in positions:
-                    _apply(record, updates[position])
+                    record.apply_status(updates[position])
                 source = elastic_mapping.document(record, self.table)
                 try:
                     await self.client.index(
@@ -533,7 +531,7 @@ class ElasticsearchStore(Store):
         facets = []
         for n, (definition, field) in enumerate(facet_fields):
             counts = await self._facet_counts(query, field, response.body["aggregations"][f"facet{n}"])
-            facets.append(_facet(definition, request.facets[n], counts))
+            facets.append(ordered_facet(definition, request.facets[n], counts))
         return SearchResult(total=total, ids=[hit["_id"] for hit in page], facets=facets, next_cursor=cursor)
 
     async def _skip(self, query: dict[str, Any], sort: list[dict[str, Any]], offset: int) -> list[Any] | None:
@@ -619,33 +617,11 @@ class ElasticsearchStore(Store):
 
 # -- helpers -------------------------------------------------------------------------------------
 
-def _apply(record: UnionRecord, update: ItemStatusUpdate) -> None:
-    for item in record.items:
-        if item.barcode == update.barcode:
-            item.availability = update.availability
-            item.status = update.status
-            item.due_date = update.due_date
-            if update.location is not None:
-                item.location = update.location
-
-
 def _composite(field: str, after: dict[str, Any] | None = None) -> dict[str, Any]:
     composite: dict[str, Any] = {"size": _FACET_PAGE, "sources": [{"v": {"terms": {"field": field}}}]}
     if after:
         composite["after"] = after
     return {"composite": composite}
-
-
-def _facet(definition: Any, request: FacetRequest, counts: dict[str, int]) -> Facet:
-    def value_order(value: str) -> tuple[Any, ...]:
-        return (int(value), value) if definition.numeric else (value,)
-
-    if request.order == "value":
-        ordered = sorted(counts, key=value_order)
-    else:
-        ordered = sorted(counts, key=lambda v: (-counts[v], *value_order(v)))
-    limit = max(request.limit, 0)
-    return Facet(request.index, tuple(FacetValue(v, counts[v]) for v in ordered[:limit]))
 
 
 def _sort_signature(sort: list[dict[str, Any]]) -> str:

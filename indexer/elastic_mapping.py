@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any, Iterable
 
-from indexer.analysis import exact_key, index_tokens, year_of
+from indexer.analysis import exact_key, index_tokens
 from indexer.indexes import IndexDefinition, IndexLevel, IndexTable, IndexType
 from indexer.model import Item, UnionRecord
+from indexer.values import facet_value, item_value, numeric_value, record_values
 
 MAPPING_FORMAT = 1
 TOKEN_ANALYZER = "pretokenized"
@@ -45,8 +45,6 @@ MAX_TERM_BYTES = 32000
 MAX_TOKEN_CHARS = 8191  # 4 bytes per character at most: always under MAX_TERM_BYTES
 MAX_RESULT_WINDOW = 10_000
 CONTRIBUTION_SEPARATOR = "\x1f"
-_INTEGER = re.compile(r"^[+-]?\d+$")
-_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 
 KEYWORD = {"type": "keyword"}
 
@@ -147,34 +145,6 @@ def fingerprint(mapping_body: dict[str, Any]) -> str:
 
 # -- values ------------------------------------------------------------------------------------
 
-def record_values(record: UnionRecord, definition: IndexDefinition) -> list[str]:
-    """The values a record holds in a record-level index (see indexer.query)."""
-    values: list[str] = list(record.fields.get(definition.name, ()))
-    for source in definition.copy_from:
-        values.extend(record.fields.get(source, ()))
-    if definition.name == "id":
-        values.append(record.id)
-    return _distinct(values)
-
-
-def item_values(item: Item, definition: IndexDefinition) -> list[str]:
-    value = getattr(item, definition.name, None)
-    if value is None:
-        return []
-    text = value.value if hasattr(value, "value") else value
-    return [text] if isinstance(text, str) and text else []
-
-
-def numeric_value(definition: IndexDefinition, value: str) -> int | None:
-    if definition.type is IndexType.DATE:
-        number = year_of(value)
-    elif _INTEGER.match(value.strip()):
-        number = int(value.strip())
-    else:
-        return None
-    return number if number is not None and _LONG_MIN <= number <= _LONG_MAX else None
-
-
 def clip_term(value: str, limit: int = MAX_TERM_BYTES) -> str:
     """A keyword value cut to what Lucene accepts (on a character boundary)."""
     encoded = value.encode("utf-8")
@@ -213,11 +183,13 @@ def _put(document: dict[str, Any], group: str, name: str, value: Any) -> None:
     document.setdefault(group, {})[name] = value
 
 
-def facet_value(definition: IndexDefinition, value: str) -> str | None:
-    if definition.numeric:
-        number = numeric_value(definition, value)
-        return None if number is None else str(number)
-    return clip_term(value)
+def item_values(item: Item, definition: IndexDefinition) -> list[str]:
+    value = item_value(item, definition)
+    return [] if value is None else [value]
+
+
+def _facet_values(definition: IndexDefinition, values: Iterable[str]) -> list[str]:
+    return _distinct(clip_term(f) for f in (facet_value(definition, v) for v in values) if f is not None)
 
 
 def document(record: UnionRecord, table: IndexTable) -> dict[str, Any]:
@@ -240,7 +212,7 @@ def document(record: UnionRecord, table: IndexTable) -> dict[str, Any]:
             if group_values:
                 _put(doc, group, definition.name, group_values)
         if definition.facet:
-            facets = _distinct(f for f in (facet_value(definition, v) for v in values) if f is not None)
+            facets = _facet_values(definition, values)
             if facets:
                 _put(doc, "facet", definition.name, facets)
         if definition.sortable:
@@ -261,7 +233,7 @@ def document(record: UnionRecord, table: IndexTable) -> dict[str, Any]:
         if not definition.numeric and values:
             _put(doc, "key", definition.name, _distinct(clip_term(exact_key(v)) for v in values))
         if definition.facet:
-            facets = _distinct(f for f in (facet_value(definition, v) for v in values) if f is not None)
+            facets = _facet_values(definition, values)
             if facets:
                 _put(doc, "facet", definition.name, facets)
     return doc

@@ -41,7 +41,6 @@ import base64
 import concurrent.futures
 import hashlib
 import json
-import re
 import sqlite3
 import threading
 import zlib
@@ -49,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TypeVar, Union
 
-from indexer.analysis import QueryToken, exact_key, index_tokens, query_tokens, query_words, year_of
+from indexer.analysis import QueryToken, exact_key, index_tokens, query_tokens, query_words
 from indexer.indexes import IndexDefinition, IndexLevel, IndexTable, IndexType
 from indexer.model import ItemStatusUpdate, ItemUpdateOutcome, UnionRecord
 from indexer.query import (
@@ -58,7 +57,6 @@ from indexer.query import (
     Clause,
     Facet,
     FacetRequest,
-    FacetValue,
     ItemMatch,
     MatchAll,
     Or,
@@ -71,6 +69,7 @@ from indexer.query import (
     SortKey,
 )
 from indexer.store import BulkResult, QueryNotSupported, Store, StoreError, StoreStats
+from indexer.values import INT64_MAX, INT64_MIN, facet_value, item_value, numeric_value, ordered_facet, record_values
 
 SCHEMA_VERSION = 2
 DATABASE_NAME = "catalogue.sqlite3"
@@ -85,8 +84,6 @@ _MAX_PHRASE_JOINS = 8
 _CHUNK = 500  # ids per IN (...) list
 _ANALYSIS_CACHE_VALUES = 50_000  # values whose analysis the writer remembers (a few tens of MB)
 _COMPOUND_TERMS = 400
-_INTEGER = re.compile(r"^[+-]?\d+$")
-_SQLITE_INT_MIN, _SQLITE_INT_MAX = -(2**63), 2**63 - 1
 
 T = TypeVar("T")
 
@@ -132,40 +129,6 @@ def table_fingerprint(table: IndexTable) -> str:
         for d in table.indexes
     ]
     return hashlib.sha256(json.dumps([SCHEMA_VERSION, content]).encode()).hexdigest()[:16]
-
-
-# -- values (the semantics of indexer.query: "The values a record holds in an index") --------
-
-def record_values(record: UnionRecord, definition: IndexDefinition) -> list[str]:
-    values = list(record.fields.get(definition.name, ()))
-    for source in definition.copy_from:
-        values.extend(record.fields.get(source, ()))
-    if definition.name == "id":
-        values.append(record.id)
-    return list(dict.fromkeys(values))
-
-
-def item_value(item: Any, definition: IndexDefinition) -> str | None:
-    value = getattr(item, definition.name, None)
-    text = getattr(value, "value", value)
-    return text if isinstance(text, str) and text else None
-
-
-def numeric_value(definition: IndexDefinition, value: str) -> int | None:
-    if definition.type is IndexType.DATE:
-        number = year_of(value)
-    elif _INTEGER.match(value.strip()):
-        number = int(value.strip())
-    else:
-        return None
-    return number if number is not None and _SQLITE_INT_MIN <= number <= _SQLITE_INT_MAX else None
-
-
-def facet_value(definition: IndexDefinition, value: str) -> str | None:
-    if definition.numeric:
-        number = numeric_value(definition, value)
-        return None if number is None else str(number)
-    return value
 
 
 class _ValueAnalysis:
@@ -370,7 +333,7 @@ class _Compiler:
                 value = int(str(term).strip())
             except ValueError:
                 raise QueryNotSupported(f"index {definition.name!r} needs a number, not {term!r}") from None
-            if not _SQLITE_INT_MIN <= value <= _SQLITE_INT_MAX:
+            if not INT64_MIN <= value <= INT64_MAX:
                 raise QueryNotSupported(f"index {definition.name!r}: {term!r} is out of the 64-bit range")
             return value
 
@@ -953,7 +916,7 @@ class EmbeddedStore(Store):
                     payload = connection.execute("SELECT payload FROM records WHERE rid = ?", (rid,)).fetchone()[0]
                     record = changed[rid] = _decode_payload(payload)
                     ids[rid] = record_id
-                _apply(record, update)
+                record.apply_status(update)
                 outcomes.append(ItemUpdateOutcome(update.barcode, True, record_id))
             for rid, record in changed.items():
                 self._put(connection, record)
@@ -1169,15 +1132,7 @@ class EmbeddedStore(Store):
             sql = ("SELECT f.value, COUNT(*) FROM temp.hits h CROSS JOIN facets f ON f.rid = h.rid AND f.idx = ? "
                    "GROUP BY f.value")
         counts = dict(connection.execute(sql, (definition.name,)).fetchall())
-
-        def value_order(value: str) -> tuple[Any, ...]:
-            return (int(value), value) if definition.numeric else (value,)
-
-        if request.order == "value":
-            ordered = sorted(counts, key=value_order)
-        else:
-            ordered = sorted(counts, key=lambda v: (-counts[v], *value_order(v)))
-        return Facet(request.index, tuple(FacetValue(v, counts[v]) for v in ordered[: max(request.limit, 0)]))
+        return ordered_facet(definition, request, counts)
 
     async def scan(self, request: ScanRequest) -> list[ScanTerm]:
         definition = self.compiler.definition(request.index)
@@ -1244,16 +1199,6 @@ def _shutdown(executors: Iterable[concurrent.futures.ThreadPoolExecutor | None])
     for executor in executors:
         if executor is not None:
             executor.shutdown(wait=True)
-
-
-def _apply(record: UnionRecord, update: ItemStatusUpdate) -> None:
-    for item in record.items:
-        if item.barcode == update.barcode:
-            item.availability = update.availability
-            item.status = update.status
-            item.due_date = update.due_date
-            if update.location is not None:
-                item.location = update.location
 
 
 def _chunks(values: list[Any], size: int = _CHUNK) -> Iterable[list[Any]]:

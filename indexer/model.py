@@ -137,6 +137,20 @@ class UnionRecord:
                 return contribution
         raise LookupError(f"union record {self.id}: master {self.master} is not among its contributions")
 
+    def apply_status(self, update: ItemStatusUpdate) -> bool:
+        """Put a live status change on the record's item(s) with the update's barcode; whether
+        any item had it."""
+        applied = False
+        for item in self.items:
+            if item.barcode == update.barcode:
+                item.availability = update.availability
+                item.status = update.status
+                item.due_date = update.due_date
+                if update.location is not None:
+                    item.location = update.location
+                applied = True
+        return applied
+
     @property
     def libraries(self) -> list[str]:
         return sorted({item.library for item in self.items} | {c.library for c in self.contributions})
