@@ -36,6 +36,8 @@ from federation.itemstatus import FIELDS, MAX_BATCH_ITEMS, STATUS_VALUES, Status
 from federation.rules import Network, load_network
 from federation.search import SearchService
 from federation.z3950service import start_z3950_server
+from protocols.z3950 import pdu as P
+from protocols.z3950.client import Z3950Client
 from indexer.demo import write_demo_data
 from indexer.embedded import EmbeddedStore
 from indexer.indexes import load_index_table
@@ -520,6 +522,19 @@ async def test_status_update_is_visible_at_once_in_the_federated_database(
         (record,) = await running.service.fetch("federated", [found.records[0].id])
         assert [(i.availability.value, i.due_date) for i in record.items if i.barcode == barcode] == \
             [("on_loan", "2026-12-24")]
+        # Z39.50 on `federated`, OPAC syntax.
+        server = await start_z3950_server(running.service, "127.0.0.1", 0)
+        try:
+            async with Z3950Client("127.0.0.1", server.port, database="federated") as client:
+                hits = await client.search(f"@attr 1=net.barcode {barcode}")   # no Bib-1 number: by name
+                assert hits.count == 1, hits.diagnostics
+                page = await client.present(hits.result_set, 1, 1, syntax=P.RecordSyntax.OPAC.value)
+                holdings = page.records[0].record.content.holdings
+                (circulation,) = [h.circulation[0] for h in holdings if h.circulation[0].item_id == barcode]
+                assert (circulation.available_now, circulation.availability_date) == (False, "2026-12-24")
+        finally:
+            server.close()
+            await server.wait_closed()
     finally:
         await federated.aclose()
 
