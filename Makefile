@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 NETWORK ?= config/networks/guangrao.yaml
 DATA_DIR ?= var/guangrao
 DEMO_RECORDS ?= 2000
+# Extra options for `federation serve`, e.g. make serve SERVE_ARGS="--http 0.0.0.0:8080 --workers 2"
+SERVE_ARGS ?=
 DEBIAN_PACKAGES := yaz idzebra-2.0 idzebra-2.0-examples
 # Real records served beside the demo data (each once: fixtures/cnmarc also holds the same
 # records in other serializations, and the LoC manifests are not MARC).
@@ -52,7 +54,7 @@ demo-catalogue: install
 	    $(DATA_DIR)/demo-input $(DEMO_FIXTURES)
 
 serve: demo-catalogue
-	$(VENV)/bin/federation serve --config $(NETWORK) --data-dir $(DATA_DIR) --demo-banner
+	$(VENV)/bin/federation serve --config $(NETWORK) --data-dir $(DATA_DIR) --demo-banner $(SERVE_ARGS)
 
 bench: install debian-packages
 	$(PY) -m benchmarks.run

@@ -29,11 +29,12 @@ class NumberRange:
     start: str
     end: str
 
-    _SHAPE = re.compile(r"^(?P<prefix>\D*)(?P<digits>\d+)$")
+    _SHAPE = re.compile(r"^(?P<prefix>\D*)(?P<digits>\d{1,40})$")  # longer is no barcode or card
 
     @classmethod
     def split(cls, number: str) -> tuple[str, int, int] | None:
-        """(prefix, numeric value, digit count) of a number, or None if it has no numeric tail."""
+        """(prefix, numeric value, digit count) of a number, or None if it has no numeric tail
+        (or one longer than any real barcode or card number: never hand Python a 5000-digit int)."""
         match = cls._SHAPE.match(number.strip())
         if match is None:
             return None
