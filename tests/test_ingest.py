@@ -7,6 +7,7 @@ checked on real bibliographic data.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gzip
 import json
@@ -758,3 +759,45 @@ def records_in(database: Path) -> int:
             connection.close()
     except sqlite3.OperationalError:  # the schema is being created
         return 0
+
+
+def test_cli_format_encoding_and_library_options_read_an_unlabelled_gb18030_export(tmp_path):
+    """A branch's CNMARC export in GB18030 whose records lack the 100 field that names the
+    character set: detected, it cannot be decoded (quarantined, not mojibake); with --encoding,
+    --format and --library given it goes in, under that library."""
+    originals = [r.record for r in read_records(FIXTURES / "cnmarc" / "dp2_sru_sample_cnmarcxml.iso")]
+    for record in originals:
+        record.fields = [f for f in record.fields if f.tag not in ("100", "102", "690", "905", "906", "801")]
+    export_path = tmp_path / "dawang.iso"
+    export_path.write_bytes(b"".join(iso2709(record, "gb18030") for record in originals))
+
+    detected = federation("ingest", "--config", str(NETWORK_FILE), "--data-dir", str(tmp_path / "a"),
+                          "--report", str(tmp_path / "a.json"), "--quiet", str(export_path))
+    assert detected.returncode == 0, detected.stderr
+    report = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))
+    assert (report["read"], report["quarantined"]) == (10, 10)
+    assert all("cannot decode" in entry["reason"] for entry in read_quarantine(report["quarantine"]))
+
+    given = federation("ingest", "--config", str(NETWORK_FILE), "--data-dir", str(tmp_path / "b"),
+                       "--encoding", "gb18030", "--format", "cnmarc", "--library", "GR-DW",
+                       "--report", str(tmp_path / "b.json"), str(export_path))
+    assert given.returncode == 0, given.stderr
+    report = json.loads((tmp_path / "b.json").read_text(encoding="utf-8"))
+    assert (report["read"], report["quarantined"], report["added"] + report["merged"]) == (10, 0, 10)
+    assert f"{export_path}: 10 records for GR-DW" in given.stdout
+
+    async def titles() -> list[str]:
+        store = EmbeddedStore(tmp_path / "b", load_index_table())
+        await store.open()
+        try:
+            found = await store.find_by_contribution("GR-DW", [control_number(r) for r in originals])
+            records = {r.id: r for r in await store.get(sorted(set(found.values())))}
+            return [next(c for c in records[found[control_number(o)]].contributions
+                         if c.library == "GR-DW").marc["fields"] for o in originals]
+        finally:
+            await store.close()
+
+    stored = asyncio.run(titles())
+    for fields, original in zip(stored, originals):
+        title = next(f["200"] for f in fields if "200" in f)
+        assert {"a": original.get_fields("200")[0]["a"]} in title["subfields"]
