@@ -57,12 +57,17 @@ _SPEC = re.compile(
 
 
 class IndexTableError(ValueError):
-    """A problem in the index table, with the key path of the offending value."""
+    """A problem in the index table, with the key path of the offending value and, when it was
+    read from a file, that file's line and column (1-based)."""
 
-    def __init__(self, path: str, message: str):
-        super().__init__(f"{path}: {message}")
+    def __init__(self, path: str, message: str, *, file: str = "", line: int = 0, column: int = 0):
+        where = f"{file}:{line}:{column}: " if file else ""
+        super().__init__(f"{where}{path}: {message}")
         self.path = path
         self.message = message
+        self.file = file
+        self.line = line
+        self.column = column
 
 
 @dataclass(frozen=True)
@@ -278,6 +283,13 @@ class IndexTable:
                 if name.lower() in cql_seen:
                     raise IndexTableError(f"indexes[{n}].cql", f"CQL name {name!r} already used by {cql_seen[name.lower()]!r}")
                 cql_seen[name.lower()] = definition.name
+        bib1_seen: dict[int, str] = {}
+        for n, definition in enumerate(definitions):
+            for m, use in enumerate(definition.bib1):
+                if use in bib1_seen:
+                    raise IndexTableError(f"indexes[{n}].bib1[{m}]",
+                                          f"Bib-1 use {use} already maps to {bib1_seen[use]!r}")
+                bib1_seen[use] = definition.name
         for n, definition in enumerate(definitions):
             for source in definition.copy_from:
                 if source not in seen:
@@ -363,8 +375,43 @@ DEFAULT_INDEX_TABLE = Path(__file__).resolve().parent.parent / "config" / "index
 
 
 def load_index_table(path: Path | str = DEFAULT_INDEX_TABLE) -> IndexTable:
-    """Parse and validate an index table file (plain YAML; see federation for line-numbered errors)."""
+    """Parse and validate an index table file; every error names file:line:column and the key path."""
     import yaml
 
-    with open(path, encoding="utf-8") as handle:
-        return IndexTable.from_data(yaml.safe_load(handle))
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        raise IndexTableError("", f"YAML syntax: {error.problem or error}", file=str(path), line=line,
+                              column=column) from None
+    try:
+        return IndexTable.from_data(data)
+    except IndexTableError as error:
+        line, column = _position_of(yaml.compose(text), error.path)
+        raise IndexTableError(error.path, error.message, file=str(path), line=line, column=column) from None
+
+
+def _position_of(node: Any, path: str) -> tuple[int, int]:
+    """1-based line and column of the YAML node at a key path like `indexes[3].bib1[0]` (the
+    deepest node that exists on the way)."""
+    import yaml
+
+    mark = node.start_mark if node is not None else None
+    for step in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if isinstance(node, yaml.SequenceNode) and step.startswith("["):
+            index = int(step[1:-1])
+            if index >= len(node.value):
+                break
+            node = node.value[index]
+            mark = node.start_mark
+        elif isinstance(node, yaml.MappingNode):
+            found = next(((k, v) for k, v in node.value if k.value == step), None)
+            if found is None:
+                break
+            key, node = found
+            mark = node.start_mark if not isinstance(node, yaml.ScalarNode) or node.value else key.start_mark
+        else:
+            break
+    return (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)

@@ -97,6 +97,8 @@ BROKEN = [
     ("copy from nowhere", lambda d: index_at(d, "anywhere").update(copy_from=["title", "nope"]),
      "indexes[0].copy_from", "unknown index 'nope'"),
     ("unknown default", lambda d: d.update(default_index="everything"), "default_index", "unknown index 'everything'"),
+    ("Bib-1 use twice", lambda d: index_at(d, "subject").update(bib1=[21, 4]), "indexes[3].bib1[1]",
+     "Bib-1 use 4 already maps to 'title'"),
 ]
 
 
@@ -106,3 +108,23 @@ def test_a_broken_table_names_the_key_path(case: str, edit, path: str, message: 
         IndexTable.from_data(broken(edit))
     assert caught.value.path == path
     assert message in caught.value.message, caught.value.message
+
+
+def test_a_broken_table_file_names_file_line_and_column(tmp_path) -> None:
+    text = DEFAULT_INDEX_TABLE.read_text(encoding="utf-8")
+    broken_text = text.replace("    bib1: [21, 29, 25, 27]\n", "    bib1: [21, 29, 4, 27]\n", 1)
+    assert broken_text != text
+    path = tmp_path / "indexes.yaml"
+    path.write_text(broken_text, encoding="utf-8")
+    with pytest.raises(IndexTableError) as caught:
+        load_index_table(path)
+    error = caught.value
+    line_number = broken_text[: broken_text.index("[21, 29, 4, 27]")].count("\n") + 1
+    line = broken_text.splitlines()[line_number - 1]
+    assert (error.file, error.line, error.column) == (str(path), line_number, line.index("4, 27") + 1)
+    assert str(error).startswith(f"{path}:{line_number}:{line.index('4, 27') + 1}: indexes[3].bib1[2]: ")
+
+    path.write_text(text.replace("  - name: title\n", "  - name: title\n   bad: [\n", 1), encoding="utf-8")
+    with pytest.raises(IndexTableError) as caught:
+        load_index_table(path)
+    assert caught.value.file == str(path) and caught.value.line > 0 and "YAML syntax" in str(caught.value)
