@@ -125,9 +125,10 @@ class Server:
         zebra.stop(self.process)
 
 
-def start_ours(network: Path, store: Path, cpus: str | None) -> tuple[Server, str, int]:
+def start_ours(network: Path, store: Path, cpus: str | None, workers: int = 1) -> tuple[Server, str, int]:
     server = Server([*FEDERATION_CLI, "serve", "--config", str(network), "--data-dir", str(store),
-                     "--http", "127.0.0.1:0", "--z3950", "127.0.0.1:0"], cpus, ("SRU:", "Z39.50:"))
+                     "--http", "127.0.0.1:0", "--z3950", "127.0.0.1:0", "--workers", str(workers)], cpus,
+                    ("SRU:", "Z39.50:", "Workers:") if workers > 1 else ("SRU:", "Z39.50:"))
     sru = server.find(r"SRU:\s+(http://\S+)/union").group(1)
     z3950 = server.find(r"Z39\.50:\s+tcp:[^:]+:(\d+)")
     return server, sru, int(z3950.group(1))
@@ -241,7 +242,8 @@ def step_federation(workdir: Path, store: Path, zebra_server: zebra.ZebraServer,
 
 # -- the report ---------------------------------------------------------------------------------
 def markdown(results: dict) -> str:
-    lines = [f"Records: {results['records']:,}; machine: {results['machine']['cpu']}, {results['machine']['cores']} "
+    lines = [f"Records: {results['records']:,}; server workers: {results.get('workers', 1)}, CPUs "
+             f"{results.get('server_cpu', '0')}, load generator CPUs {results.get('client_cpu', '1')}; machine: {results['machine']['cpu']}, {results['machine']['cores']} "
              f"cores, {results['machine']['memory']}; {results['date']}", ""]
     ingest, zidx = results.get("ingest"), results.get("zebra-index")
     if ingest or zidx:
@@ -306,6 +308,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="records the federation takes from the target per search (direct asks for 10)")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="`federation serve --workers N` (with --server-cpu 0,1 to give them both cores)")
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument("--out", type=Path, help="results JSON (default <workdir>/<records>/results.json)")
@@ -327,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     store = workdir / "store"
     out = args.out or workdir / "results.json"
     results: dict = json.loads(out.read_text()) if out.exists() else {}
-    results.update({"records": args.records, "seed": args.seed, "machine": machine(),
+    results.update({"records": args.records, "seed": args.seed, "machine": machine(), "workers": args.workers,
+                    "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])})
     queries = build_mix(files)
@@ -350,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(step in args.steps for step in ("sru", "z3950", "federation")):
         with zebra.ZebraServer(workdir / "zebra", cpus=args.server_cpu) as zebra_server:
             if "sru" in args.steps or "z3950" in args.steps:
-                server, sru_base, z3950_port = start_ours(network, store, args.server_cpu)
+                server, sru_base, z3950_port = start_ours(network, store, args.server_cpu, args.workers)
                 try:
                     for protocol in ("sru", "z3950"):
                         if protocol in args.steps:
