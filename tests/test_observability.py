@@ -446,3 +446,72 @@ def test_serve_workers_share_the_sru_port(tmp_path, network, table, demo_files):
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+def test_sigterm_lets_in_flight_requests_finish(tmp_path):
+    """A federated search waiting on a slow target when SIGTERM arrives still gets its full
+    answer; then the server exits 0."""
+    import http.server
+    import threading
+    import time
+
+    import yaml
+
+    asked = threading.Event()
+
+    class SlowTarget(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.set()
+            time.sleep(2.0)
+            body = (b'<?xml version="1.0"?><searchRetrieveResponse xmlns="http://www.loc.gov/zing/srw/">'
+                    b"<version>1.2</version><numberOfRecords>0</numberOfRecords></searchRetrieveResponse>")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            return None
+
+    target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowTarget)
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    config = yaml.safe_load(NETWORK.read_text(encoding="utf-8"))
+    config["targets"] = [{"code": "SLOW", "name": "slow target", "protocol": "sru", "format": "marc21",
+                          "url": f"http://127.0.0.1:{target.server_address[1]}/db", "timeout": 10}]
+    network_file = tmp_path / "network.yaml"
+    network_file.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    federation = Path(sys.executable).with_name("federation")
+    process = subprocess.Popen(
+        [str(federation), "serve", "--config", str(network_file), "--data-dir", str(tmp_path / "store"),
+         "--http", "127.0.0.1:0", "--z3950", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        banner = ""
+        while "Z39.50:" not in banner:
+            line = process.stdout.readline()
+            assert line, banner + process.stderr.read()
+            banner += line
+        base = re.search(r"SRU:\s+(http://127\.0\.0\.1:\d+)/sru/union", banner).group(1)
+        answer: dict = {}
+
+        def ask() -> None:
+            url = base + "/sru/federated?version=1.2&operation=searchRetrieve&query=" + quote("dc.title=记")
+            with urllib.request.urlopen(url, timeout=60) as response:
+                answer["status"], answer["body"] = response.status, response.read().decode()
+
+        asking = threading.Thread(target=ask)
+        asking.start()
+        assert asked.wait(30)           # the search is waiting on the slow target now
+        process.send_signal(signal.SIGTERM)
+        asking.join(60)
+        assert answer.get("status") == 200, answer
+        assert "<numberOfRecords>0</numberOfRecords>" in answer["body"].replace("zs:", "").replace("srw:", "")
+        assert process.wait(timeout=60) == 0
+    finally:
+        target.shutdown()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
