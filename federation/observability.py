@@ -15,12 +15,14 @@ one JSON access-log line. `JsonLogFormatter` makes every other log line of the r
 the same id.
 
 The Z39.50 server reports through `InstrumentedBackend`, a wrapper around any
-`protocols.z3950.server.Backend`; the federated search through `Metrics.observe_federation`;
+`protocols.z3950.server.Backend`; the federated search through `ObservedFederatedSearch` (or
+`Metrics.observe_federation` with a search's source statuses);
 ingest runs through `Metrics.ingest_progress` (a `ProgressCallback`) and `write_textfile`.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import json
 import logging
@@ -45,8 +47,10 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from federation.federated import FederatedResultSet, FederatedSearch
 from indexer.ingest import REPORT_KEYS, IngestReport, ProgressCallback
 from indexer.model import ItemUpdateOutcome
+from indexer.query import Query, SortKey
 from protocols.z3950 import pdu as P
 from protocols.z3950.diagnostics import Bib1Diagnostic
 from protocols.z3950.server import Backend, ResultSetHandle, ScanOutcome, SessionInfo
@@ -428,6 +432,27 @@ def install_observability(app: web.Application, service: Any, metrics: Metrics |
     return metrics
 
 
+# -- the federation ----------------------------------------------------------------------------
+class ObservedFederatedSearch(FederatedSearch):
+    """`FederatedSearch` that reports each search's per-source outcome to `metrics` once (paging
+    through a cached result set is not a new search)."""
+
+    def __init__(self, *args: Any, metrics: Metrics, remember: int = 1024, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.metrics = metrics
+        self._remember = remember
+        self._observed: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    async def result_set_for(self, query: Query, sort: tuple[SortKey, ...]) -> FederatedResultSet:
+        result_set = await super().result_set_for(query, sort)
+        if result_set.id not in self._observed:
+            self._observed[result_set.id] = None
+            while len(self._observed) > self._remember:
+                self._observed.popitem(last=False)
+            self.metrics.observe_federation(result_set.statuses)
+        return result_set
+
+
 # -- the Z39.50 side ---------------------------------------------------------------------------
 def _z3950_database(result_set: ResultSetHandle) -> str:
     return str(getattr(result_set, "database", "-"))
@@ -506,7 +531,7 @@ class InstrumentedBackend:
 
 
 __all__ = [
-    "HealthEndpoints", "InstrumentedBackend", "JsonLogFormatter", "METRICS_KEY", "Metrics",
+    "HealthEndpoints", "InstrumentedBackend", "JsonLogFormatter", "METRICS_KEY", "Metrics", "ObservedFederatedSearch",
     "configure_json_logging", "current_request_id", "install_observability", "observability",
     "observability_middleware", "request_id_for", "service_checks",
 ]

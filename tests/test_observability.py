@@ -515,3 +515,63 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path):
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+async def test_federated_searches_are_counted_per_target(aiohttp_client, store, network, table):
+    """The served `federated` database reports each search's targets once: an answering SRU
+    target as ok with its latency, a refusing one as failed; paging a cached result set is not
+    counted again."""
+    import dataclasses
+    import http.server
+    import threading
+
+    import socket
+
+    from federation.observability import ObservedFederatedSearch
+    from federation.rules import Target
+
+    class EmptyTarget(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = (b'<?xml version="1.0"?><searchRetrieveResponse xmlns="http://www.loc.gov/zing/srw/">'
+                    b"<version>1.2</version><numberOfRecords>0</numberOfRecords></searchRetrieveResponse>")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            return None
+
+    answering = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EmptyTarget)
+    threading.Thread(target=answering.serve_forever, daemon=True).start()
+    with socket.socket() as closed:             # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        refused_port = closed.getsockname()[1]
+    targets = [
+        Target(code="UP", name="answering", protocol="sru", url=f"http://127.0.0.1:{answering.server_address[1]}/db",
+               timeout=5, retries=0),
+        Target(code="DOWN", name="refusing", protocol="sru", url=f"http://127.0.0.1:{refused_port}/db",
+               timeout=5, retries=0),
+    ]
+    with_targets = dataclasses.replace(network, targets=targets)
+    metrics = Metrics()
+    service = SearchService(with_targets, table, store)
+    federated = ObservedFederatedSearch(with_targets, table, store, metrics=metrics)
+    federated.register(service)
+    try:
+        client = await aiohttp_client(create_app(service, extensions=[observability(service, metrics)]))
+        for start in ("1", "1", "3"):          # one search, then the same result set again and paged
+            response = await client.get("/sru/federated", params={
+                "version": "1.2", "operation": "searchRetrieve", "query": "dc.title=记",
+                "maximumRecords": "2", "startRecord": start})
+            assert response.status == 200
+        parsed = samples(await (await client.get("/metrics")).text())
+    finally:
+        await federated.aclose()
+        answering.shutdown()
+    assert value(parsed, "union_federation_target_searches_total", target="UP", state="ok") == 1
+    assert value(parsed, "union_federation_target_searches_total", target="DOWN", state="failed") == 1
+    assert value(parsed, "union_federation_target_duration_seconds_count", target="UP", protocol="sru") == 1
+    assert value(parsed, "union_federation_circuit_open", target="DOWN") == 0
+    assert value(parsed, "union_requests_total", protocol="sru", operation="searchRetrieve", database="federated") == 3

@@ -36,8 +36,13 @@ from urllib.parse import quote
 from aiohttp import web
 
 from federation.app import create_app
-from federation.federated import FederatedSearch
-from federation.observability import InstrumentedBackend, Metrics, configure_json_logging, observability
+from federation.observability import (
+    InstrumentedBackend,
+    Metrics,
+    ObservedFederatedSearch,
+    configure_json_logging,
+    observability,
+)
 from federation.rules import ConfigError, load_network
 from federation.search import SearchService
 from federation.stores import open_store
@@ -120,9 +125,9 @@ async def _serve(args: argparse.Namespace, network, table, settings) -> int:
     try:
         service = SearchService(network, table, store)
         # The `federated` database: the union index plus the rule set's enabled remote targets.
-        federated = FederatedSearch(network, table, store, environ=os.environ)
-        federated.register(service)
         metrics = Metrics()
+        federated = ObservedFederatedSearch(network, table, store, environ=os.environ, metrics=metrics)
+        federated.register(service)
         # The observability middleware writes the access log (with request ids): aiohttp's is off.
         runner = web.AppRunner(create_app(service, extensions=[observability(service, metrics)]), access_log=None)
         await runner.setup()
