@@ -57,13 +57,25 @@ def _clause(use: int, term: str, *, extra: str = "") -> str:
 def sample_records(files: Sequence[Path], count: int, seed: int) -> list[tuple[str, pymarc.Record]]:
     """`count` (library code, record) pairs spread over the files (`<library code>.mrc`, ISO 2709
     in UTF-8), chosen with a fixed seed; only the chosen records are decoded."""
-    raw: list[tuple[str, bytes]] = []
-    for path in files:
-        raw.extend((path.stem, chunk + RECORD_TERMINATOR)
-                   for chunk in path.read_bytes().split(RECORD_TERMINATOR) if chunk.strip())
+    def chunks(path: Path) -> list[bytes]:
+        return [chunk + RECORD_TERMINATOR for chunk in path.read_bytes().split(RECORD_TERMINATOR) if chunk.strip()]
+
+    # Two passes, one file in memory at a time (a 1M-record catalogue is half a gigabyte).
+    sizes = [len(chunks(path)) for path in files]
     rng = random.Random(seed)
-    chosen = rng.sample(raw, min(count, len(raw)))
-    return [(library, pymarc.Record(data=data, to_unicode=True, force_utf8=True)) for library, data in chosen]
+    positions = rng.sample(range(sum(sizes)), min(count, sum(sizes)))
+    wanted: dict[int, int] = {position: rank for rank, position in enumerate(positions)}
+    chosen: list[tuple[str, bytes] | None] = [None] * len(positions)
+    first = 0
+    for path, size in zip(files, sizes):
+        in_file = [(position - first, rank) for position, rank in wanted.items() if first <= position < first + size]
+        if in_file:
+            records = chunks(path)
+            for offset, rank in in_file:
+                chosen[rank] = (path.stem, records[offset])
+        first += size
+    return [(library, pymarc.Record(data=data, to_unicode=True, force_utf8=True))
+            for library, data in (entry for entry in chosen if entry is not None)]
 
 
 def _subfield(record: pymarc.Record, tag: str, code: str) -> str:
