@@ -58,13 +58,26 @@ def _linked_to(field: Field, tag: str) -> bool:
     return link[:3] == tag
 
 
-def source_values(record: Record, source: FieldSource) -> list[str]:
+FieldsByTag = dict[str, list[Field]]
+
+
+def fields_by_tag(record: Record) -> FieldsByTag:
+    """The record's fields grouped by tag, in record order: one pass, where asking the record
+    for each index's tags scans all its fields once per tag."""
+    grouped: FieldsByTag = {}
+    for field in record.fields:
+        grouped.setdefault(field.tag, []).append(field)
+    return grouped
+
+
+def source_values(record: Record, source: FieldSource, by_tag: FieldsByTag | None = None) -> list[str]:
     """The raw values one source spec selects in a record, in field order."""
     if source.tag == "LDR":
         leader = str(record.leader)
         return [leader[source.positions[0]:source.positions[1] + 1]] if source.positions else [leader]
     values: list[str] = []
-    for field in record.get_fields(source.tag):
+    fields = record.get_fields(source.tag) if by_tag is None else by_tag.get(source.tag, ())
+    for field in fields:
         if field.is_control_field():
             data = field.data or ""
             values.append(data[source.positions[0]:source.positions[1] + 1] if source.positions else data)
@@ -94,12 +107,13 @@ def source_values(record: Record, source: FieldSource) -> list[str]:
     return values
 
 
-def index_values(record: Record, marc_format: MarcFormat, definition: IndexDefinition) -> list[str]:
+def index_values(record: Record, marc_format: MarcFormat, definition: IndexDefinition,
+                 by_tag: FieldsByTag | None = None) -> list[str]:
     """The values a record holds in one index, normalized and deduplicated."""
     values: list[str] = []
     seen: set[str] = set()
     for source in definition.sources(MarcFormat(marc_format).value):
-        for raw in source_values(record, source):
+        for raw in source_values(record, source, by_tag):
             raw = _strip_controls(raw)
             text = _clean(raw) if definition.type.value == "text" else raw
             normalized = definition.normalize_value(text)
@@ -115,8 +129,9 @@ def index_values(record: Record, marc_format: MarcFormat, definition: IndexDefin
 def extract_fields(record: Record, marc_format: MarcFormat, table: IndexTable) -> dict[str, list[str]]:
     """Canonical index name -> values for every record-level index the record has values in."""
     fields: dict[str, list[str]] = {}
+    by_tag = fields_by_tag(record)
     for definition in table.record_indexes():
-        values = index_values(record, marc_format, definition)
+        values = index_values(record, marc_format, definition, by_tag)
         if values:
             fields[definition.name] = values
     return fields
