@@ -6,6 +6,7 @@ UNIMARC: element names and attributes are identical, only the namespace tells th
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from lxml import etree
@@ -33,6 +34,13 @@ def marcxml_element(record: dict[str, Any], *, unimarc: bool = False) -> etree._
     return root
 
 
+# The characters XML 1.0 cannot carry: C0 controls other than tab/newline/return, surrogates,
+# U+FFFE and U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def xml_text(value: str) -> str:
     """Drop the characters XML 1.0 cannot carry (C0 controls such as MARC delimiters left in data)."""
-    return "".join(c for c in value if c in "\t\n\r" or (" " <= c <= "\ud7ff") or ("\ue000" <= c <= "\ufffd") or c >= "\U00010000")
+    if _NOT_XML.search(value) is None:   # almost every value: no copy
+        return value
+    return _NOT_XML.sub("", value)
