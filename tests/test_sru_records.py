@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pymarc
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from lxml import etree
 
 from federation.records import Directory, dublin_core, holdings_locations, presentation_marc, record_json
@@ -169,3 +171,13 @@ def test_dublin_core_iso20775_json_sutrs(marc21):
     assert "001 u-test-1" in text and "852    $a GR $b GR-DW $c 综合借阅室" in text
     with pytest.raises(ValueError):
         dc_element([("author", "x")])
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=40))
+def test_xml_text_drops_exactly_the_characters_xml_cannot_carry(value: str) -> None:
+    from protocols.records.marcxml import xml_text
+
+    def allowed(c: str) -> bool:
+        return c in "\t\n\r" or " " <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd" or c >= "\U00010000"
+
+    assert xml_text(value) == "".join(c for c in value if allowed(c))
