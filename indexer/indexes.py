@@ -16,6 +16,7 @@ MARC source specs (strings in the YAML):
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,7 +186,7 @@ class IndexDefinition:
             return exact_key(class_number(term) or term)
         return exact_key(term)
 
-    @property
+    @functools.cached_property  # asked for every value a store writes
     def numeric(self) -> bool:
         return self.type in (IndexType.NUMBER, IndexType.DATE)
 
