@@ -126,9 +126,10 @@ class Server:
 
 
 def start_ours(network: Path, store: Path, cpus: str | None, workers: int = 1) -> tuple[Server, str, int]:
+    # Opening a store whose bulk load was interrupted rebuilds its indexes first: minutes at 1M.
     server = Server([*FEDERATION_CLI, "serve", "--config", str(network), "--data-dir", str(store),
                      "--http", "127.0.0.1:0", "--z3950", "127.0.0.1:0", "--workers", str(workers)], cpus,
-                    ("SRU:", "Z39.50:", "Workers:") if workers > 1 else ("SRU:", "Z39.50:"))
+                    ("SRU:", "Z39.50:", "Workers:") if workers > 1 else ("SRU:", "Z39.50:"), timeout=1800.0)
     sru = server.find(r"SRU:\s+(http://\S+)/union").group(1)
     z3950 = server.find(r"Z39\.50:\s+tcp:[^:]+:(\d+)")
     return server, sru, int(z3950.group(1))
