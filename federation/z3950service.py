@@ -231,6 +231,7 @@ async def start_z3950_server(
     limits: ServerLimits = ServerLimits(),
     implementation: Implementation | None = None,
     require_authentication: bool = False,
+    reuse_port: bool = False,
 ) -> Z3950Server:
     """Listen for Z39.50 on host:port (port 0: any free port; see `server.port`).
     The caller stops it with `close()` and `await wait_closed()`."""
@@ -238,4 +239,4 @@ async def start_z3950_server(
         implementation = Implementation(version=_package_version())
     backend = UnionBackend(service, require_authentication=require_authentication)
     server = Z3950Server(backend, limits=limits, implementation=implementation)
-    return await server.start(host, port)
+    return await server.start(host, port, reuse_port=reuse_port)

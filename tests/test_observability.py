@@ -396,8 +396,8 @@ def test_federation_serve_exposes_metrics_health_and_json_logs(tmp_path, network
 
 def test_serve_workers_share_the_sru_port(tmp_path, network, table, demo_files):
     """`serve --workers 2`: two processes answer on one SRU port (each scrape of /metrics over a
-    new connection names the process that answered), the first also serves Z39.50, and SIGTERM
-    to the parent stops them all."""
+    new connection names the process that answered), both also listen on one Z39.50 port, and
+    SIGTERM to the parent stops them all."""
 
     async def load() -> None:
         store = EmbeddedStore(tmp_path / "store", table)
@@ -434,7 +434,9 @@ def test_serve_workers_share_the_sru_port(tmp_path, network, table, demo_files):
             async with Z3950Client("127.0.0.1", z3950_port, database="union") as client:
                 return (await client.search("@attr 1=4 记")).count
 
-        assert asyncio.run(z3950()) > 0
+        assert all(count > 0 for count in [asyncio.run(z3950()) for _ in range(6)])
+        # every worker listens on the Z39.50 port (SO_REUSEPORT), not only the first
+        assert {pid for pid in workers if _listens_on(pid, z3950_port)} == workers
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
         for pid in workers:
@@ -446,6 +448,19 @@ def test_serve_workers_share_the_sru_port(tmp_path, network, table, demo_files):
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a listening TCP socket on `port` (from /proc: no tool needed)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as handle:
+            for line in handle.readlines()[1:]:
+                parts = line.split()
+                if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "0A":
+                    inodes.add(parts[9])
+    fds = Path(f"/proc/{pid}/fd")
+    return any(os.readlink(fd) in {f"socket:[{inode}]" for inode in inodes} for fd in fds.iterdir())
 
 
 def test_sigterm_lets_in_flight_requests_finish(tmp_path):

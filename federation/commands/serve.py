@@ -8,10 +8,9 @@ the network's index store, with the `federated` database (union catalogue + remo
 Port 0 picks a free port; the banner prints the addresses actually bound. SIGINT / SIGTERM stop
 the server cleanly: no new connections, in-flight requests finish, the store is closed.
 
-`--workers N` runs N server processes on the same SRU port (SO_REUSEPORT: the kernel spreads
-connections over them, one core each); each opens the store itself (the embedded store allows
-readers in several processes and one writer at a time). The Z39.50 port is served by the
-first worker: `Z3950Server.start` cannot set SO_REUSEPORT yet. SIGTERM/SIGINT to the parent
+`--workers N` runs N server processes on the same SRU and Z39.50 ports (SO_REUSEPORT: the
+kernel spreads connections over them, one core each); each opens the store itself (the embedded
+store allows readers in several processes and one writer at a time). SIGTERM/SIGINT to the parent
 stops every worker the same clean way; if a worker dies, the others are stopped too.
 
 Operations (federation.observability): `/metrics` (Prometheus), `/healthz`, `/readyz` on the SRU
@@ -134,7 +133,8 @@ async def _serve(args: argparse.Namespace, network, table, settings) -> int:
         site = web.TCPSite(runner, args.http[0], args.http[1], reuse_port=args.reuse_port or None)
         await site.start()
         http_host, http_port = _bound(site, args.http)
-        z3950, z3950_address = (None, None) if args.no_z3950 else await _start_z3950(service, args.z3950, metrics)
+        z3950, z3950_address = (None, None) if args.no_z3950 else await _start_z3950(
+            service, args.z3950, metrics, reuse_port=args.reuse_port)
         _banner(network, http_host, http_port, z3950_address, args.demo_banner, z3950_off=args.no_z3950)
         await _wait_for_stop()
         return 0
@@ -157,13 +157,14 @@ def _bound(site: web.TCPSite, requested: tuple[str, int]) -> tuple[str, int]:
     return requested
 
 
-async def _start_z3950(service: SearchService, requested: tuple[str, int], metrics: Metrics):
+async def _start_z3950(service: SearchService, requested: tuple[str, int], metrics: Metrics,
+                       reuse_port: bool = False):
     """Start the Z39.50 server if `federation.z3950service` is part of this installation."""
     try:
         from federation.z3950service import start_z3950_server
     except ImportError:
         return None, None
-    server = await start_z3950_server(service, requested[0], requested[1])
+    server = await start_z3950_server(service, requested[0], requested[1], reuse_port=reuse_port)
     # Sessions take the backend when they start; no connection can have been accepted yet.
     server.backend = InstrumentedBackend(server.backend, metrics)
     sockets = getattr(server, "sockets", None) or []
@@ -224,16 +225,14 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     return holder
 
 
-def _worker_command(args: argparse.Namespace, http: tuple[str, int], first: bool) -> list[str]:
+def _worker_command(args: argparse.Namespace, http: tuple[str, int], z3950: tuple[str, int]) -> list[str]:
     command = [sys.executable, "-m", "federation", "serve", "--config", str(args.config),
-               "--http", f"{http[0]}:{http[1]}", "--z3950", f"{args.z3950[0]}:{args.z3950[1]}",
+               "--http", f"{http[0]}:{http[1]}", "--z3950", f"{z3950[0]}:{z3950[1]}",
                "--log-format", args.log_format, "--reuse-port"]
     if args.data_dir:
         command += ["--data-dir", str(args.data_dir)]
     if args.store:
         command += ["--store", args.store]
-    if not first:
-        command.append("--no-z3950")
     return command
 
 
@@ -260,12 +259,14 @@ def _supervise(args: argparse.Namespace, network) -> int:
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     holder = _reserve_port(*args.http)
     http = (args.http[0], holder.getsockname()[1])
+    z3950_holder = _reserve_port(*args.z3950)   # every worker serves Z39.50 too, on one port
+    z3950 = (args.z3950[0], z3950_holder.getsockname()[1])
     workers: list[subprocess.Popen] = []
     try:
         deadline = time.monotonic() + WORKER_START_TIMEOUT
         z3950_address = None
         for number in range(args.workers):
-            process = subprocess.Popen(_worker_command(args, http, number == 0), stdout=subprocess.PIPE, text=True)
+            process = subprocess.Popen(_worker_command(args, http, z3950), stdout=subprocess.PIPE, text=True)
             workers.append(process)
             try:
                 banner = _read_banner(process, deadline)
@@ -277,6 +278,7 @@ def _supervise(args: argparse.Namespace, network) -> int:
                 z3950_address = (found.group(1), int(found.group(2))) if found else None
             process.stdout.close()
         holder.close()
+        z3950_holder.close()
         _banner(network, http[0], http[1], z3950_address, args.demo_banner, workers=[w.pid for w in workers])
         while not stopping:
             failed = next((w for w in workers if w.poll() is not None), None)
@@ -288,6 +290,7 @@ def _supervise(args: argparse.Namespace, network) -> int:
         return 0 if all(status == 0 for status in _stop_workers(workers)) else 1
     finally:
         holder.close()
+        z3950_holder.close()
         _stop_workers(workers)
         for signum, handler in previous.items():
             signal.signal(signum, handler)

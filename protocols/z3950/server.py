@@ -480,9 +480,10 @@ class Z3950Server:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 2100) -> "Z3950Server":
+    async def start(self, host: str = "127.0.0.1", port: int = 2100, *, reuse_port: bool = False) -> "Z3950Server":
+        """`reuse_port`: bind with SO_REUSEPORT, so that several server processes share the port."""
         codec.prepare()
-        self._server = await asyncio.start_server(self._accept, host, port)
+        self._server = await asyncio.start_server(self._accept, host, port, reuse_port=reuse_port or None)
         return self
 
     @property
