@@ -5,19 +5,14 @@ generator's own request functions (no timing is asserted)."""
 from __future__ import annotations
 
 import collections
-import sys
-from pathlib import Path
 
 import pymarc
 import pytest
 from aiohttp.test_utils import TestServer
 
-# `benchmarks` is run from the checkout (`python -m benchmarks.run`), not installed with the package.
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import zebra  # noqa: E402
+# `benchmarks` is run from the checkout (`python -m benchmarks.run`), not installed with the
+# package: setup.cfg's pytest `pythonpath = .` makes it importable here.
+from benchmarks import zebra
 from benchmarks.data import demo_files, marc21_network
 from benchmarks.load import sru_clients, z3950_clients
 from benchmarks.queries import KINDS, build_mix
