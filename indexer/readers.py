@@ -534,15 +534,29 @@ def _local(tag: object) -> str:
     return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
+_XML_CHUNK = 1 << 16
+
+
 def _read_xml(stream: BinaryIO, fmt: MarcFormat | None) -> Iterator[ReadResult]:
     head = stream.peek(200)[:200].lstrip(b"\xef\xbb\xbf")  # type: ignore[attr-defined]
     declared = _XML_ENCODING.match(head)
     encoding = declared.group(1).decode("ascii").lower() if declared else UTF8
     position = 0
-    context = etree.iterparse(stream, events=("end",), tag="{*}record", huge_tree=True, remove_comments=True,
-                              resolve_entities=False, no_network=True)
-    try:
-        for _event, element in context:
+    # A pull parser, not iterparse: when the document breaks, the records parsed before the
+    # break are still delivered (iterparse raises first and loses whatever its buffer held).
+    parser = etree.XMLPullParser(events=("end",), tag="{*}record", huge_tree=True, remove_comments=True,
+                                 resolve_entities=False, no_network=True)
+    syntax_error: etree.XMLSyntaxError | None = None
+    while syntax_error is None:
+        chunk = stream.read(_XML_CHUNK)
+        try:
+            if chunk:
+                parser.feed(chunk)
+            else:
+                parser.close()
+        except etree.XMLSyntaxError as error:
+            syntax_error = error
+        for _event, element in parser.read_events():
             if not _is_marc_record_element(element):
                 _free(element)  # a wrapper (an SRU record around recordData): its MARC record is done
                 continue
@@ -556,9 +570,12 @@ def _read_xml(stream: BinaryIO, fmt: MarcFormat | None) -> Iterator[ReadResult]:
             except MarcReadError as error:
                 yield ReadResult(None, fmt, encoding, position, line, raw, str(error))
             _free(element)
-    except etree.XMLSyntaxError as error:
+        if not chunk:
+            break
+    if syntax_error is not None:
         # Not resumable: report the rest of the document as one unreadable piece.
-        yield ReadResult(None, fmt, encoding, position + 1, error.lineno or 0, b"", f"XML syntax error: {error}")
+        yield ReadResult(None, fmt, encoding, position + 1, syntax_error.lineno or 0, b"",
+                         f"XML syntax error: {syntax_error}")
 
 
 def _free(element: etree._Element) -> None:
