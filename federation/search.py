@@ -11,6 +11,9 @@ Protocol layers map their query syntax into `indexer.query` and call `search`, `
 the service applies the database's scope (an item-level condition handed to the store as
 `SearchRequest.item_scope`) and trims each record's items to that scope.
 
+Records come from the store shared (`Store.get(..., shared=True)`): nothing here or in the
+protocols changes them; scoping and the live-item overlay make copies.
+
 Every database shows the same live item status: a backend may keep records between requests
 (the federated database pages through result sets it holds for minutes), so the network's own
 items in the records it returns are replaced by the store's current ones. Which records a kept
@@ -76,6 +79,8 @@ class SearchOutcome:
     total: int
     records: list[UnionRecord]
     facets: list[Facet] = field(default_factory=list)
+    # The ids of the page, in order (also when the records were not asked for).
+    ids: list[str] = field(default_factory=list)
     next_cursor: str | None = None
     # "exact" unless a backend could only estimate (federated searches beyond their fetch limit).
     precision: str = "exact"
@@ -150,13 +155,16 @@ class SearchService:
 
     # -- operations -----------------------------------------------------------------------
     async def search(self, database: str, query: Query, *, sort: Sequence[SortKey] = (), offset: int = 0,
-                     limit: int = 10, facets: Sequence[FacetRequest] = (), after: str | None = None) -> SearchOutcome:
+                     limit: int = 10, facets: Sequence[FacetRequest] = (), after: str | None = None,
+                     with_records: bool = True) -> SearchOutcome:
+        """`with_records=False`: the page's ids only (a Z39.50 search remembers them for the
+        present that follows), without reading the records."""
         db = self._get(database)
         backend = self._backends.get(database)
         if backend is not None:
             outcome = await backend.search(query, sort=sort, offset=offset, limit=limit, facets=facets)
-            live = await self._with_live_items(outcome.records)
-            return dataclasses.replace(outcome, records=[r for r in live if r is not None])
+            live = [r for r in await self._with_live_items(outcome.records) if r is not None]
+            return dataclasses.replace(outcome, records=live, ids=[r.id for r in live])
         request = SearchRequest(
             query=query,
             sort=tuple(sort),
@@ -167,11 +175,12 @@ class SearchService:
             item_scope=db.scope,
         )
         result = await self.store.search(request)
-        records = await self.store.get(result.ids) if result.ids else []
+        records = await self.store.get(result.ids, shared=True) if result.ids and with_records else []
         return SearchOutcome(
             total=result.total,
             records=[self.scoped(db, r) for r in records if r is not None],
             facets=result.facets,
+            ids=list(result.ids),
             next_cursor=result.next_cursor,
         )
 
@@ -181,7 +190,7 @@ class SearchService:
         backend = self._backends.get(database)
         if backend is not None:
             return await self._with_live_items(await backend.fetch(ids))
-        records = await self.store.get(list(ids))
+        records = await self.store.get(list(ids), shared=True)
         out: list[UnionRecord | None] = []
         for record in records:
             if record is None or (db.libraries is not None and not self._in_scope(db, record)):
@@ -216,7 +225,7 @@ class SearchService:
         if not held:
             return list(records)
         current: dict[str, dict[str, Item]] = {}
-        for record in await self.store.get(held):
+        for record in await self.store.get(held, shared=True):
             if record is not None:
                 current[record.id] = {item.barcode: item for item in record.items if item.barcode}
         out: list[UnionRecord | None] = []
@@ -226,6 +235,7 @@ class SearchService:
                 out.append(record)
                 continue
             fresh = copy.copy(record)
+            fresh.revision = ""  # other items than the stored record's: not that revision
             own = self.network.libraries
             fresh.contributions = [
                 dataclasses.replace(c, items=[live.get(i.barcode, i) if i.barcode else i for i in c.items])

@@ -44,10 +44,15 @@ from indexer.query import (
     SearchRequest,
     SearchResult,
 )
+from indexer.recordcache import DecodedRecords
 from indexer.store import BulkResult, QueryNotSupported, Store, StoreError, StoreStats
 from indexer.values import ordered_facet
 
 log = logging.getLogger(__name__)
+
+
+def _decode_payload(payload: str) -> UnionRecord:
+    return UnionRecord.from_dict(json.loads(payload))
 
 FLAVORS = ("elasticsearch", "opensearch")
 _INDEX_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
@@ -131,6 +136,7 @@ class ElasticsearchStore(Store):
         self.url = url
         self.table = table
         self.alias = index_prefix
+        self._decoded = DecodedRecords(_decode_payload)
         self.flavor = flavor
         self.number_of_shards = number_of_shards
         self.number_of_replicas = number_of_replicas
@@ -491,13 +497,17 @@ class ElasticsearchStore(Store):
         return found
 
     # -- read path ----------------------------------------------------------------------------
-    async def get(self, ids: Sequence[str]) -> list[UnionRecord | None]:
+    async def get(self, ids: Sequence[str], *, shared: bool = False) -> list[UnionRecord | None]:
         by_id: dict[str, UnionRecord] = {}
         for chunk in _chunks(list(dict.fromkeys(ids)), _PAGE):
             response = await self.client.mget(index=self.alias, ids=chunk, source_includes=["payload"])
             for doc in response.body["docs"]:
                 if doc.get("found"):
-                    by_id[doc["_id"]] = UnionRecord.from_dict(json.loads(doc["_source"]["payload"]))
+                    payload = doc["_source"]["payload"]
+                    if shared:
+                        by_id[doc["_id"]] = self._decoded.shared(doc["_id"], payload)
+                    else:
+                        by_id[doc["_id"]] = _decode_payload(payload)
         return [by_id.get(record_id) for record_id in ids]
 
     async def search(self, request: SearchRequest) -> SearchResult:

@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar, Union
 from indexer.analysis import QueryToken, exact_key, index_tokens, query_tokens, query_words
 from indexer.indexes import IndexDefinition, IndexLevel, IndexTable, IndexType
 from indexer.model import ItemStatusUpdate, ItemUpdateOutcome, UnionRecord
+from indexer.recordcache import DecodedRecords
 from indexer.query import (
     And,
     AndNot,
@@ -657,6 +658,7 @@ class EmbeddedStore(Store):
         self._readers_lock = threading.Lock()
         self._open_lock = asyncio.Lock()
         self._analysed = _ValueAnalysis()
+        self._decoded = DecodedRecords(_decode_payload)
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -1044,7 +1046,7 @@ class EmbeddedStore(Store):
         return await self._read(work)
 
     # -- read path --------------------------------------------------------------------------
-    async def get(self, ids: Sequence[str]) -> list[UnionRecord | None]:
+    async def get(self, ids: Sequence[str], *, shared: bool = False) -> list[UnionRecord | None]:
         def work(connection: sqlite3.Connection) -> dict[str, bytes | str]:
             payloads: dict[str, bytes | str] = {}
             for chunk in _chunks(list(dict.fromkeys(ids))):
@@ -1053,6 +1055,8 @@ class EmbeddedStore(Store):
             return payloads
 
         payloads = await self._read(work)
+        if shared:
+            return [self._decoded.shared(i, payloads[i]) if i in payloads else None for i in ids]
         return [_decode_payload(payloads[i]) if i in payloads else None for i in ids]
 
     async def search(self, request: SearchRequest) -> SearchResult:

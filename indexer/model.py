@@ -125,6 +125,10 @@ class UnionRecord:
     master: tuple[str, str]
     fields: dict[str, list[str]] = field(default_factory=dict)
     match_keys: list[str] = field(default_factory=list)
+    # Set by a store on the records it reads: equal revisions of one id mean equal content.
+    # Not stored, not compared, and not carried by `dataclasses.replace` (a changed copy is a
+    # new revision); "" means unknown, and nothing is cached for it.
+    revision: str = field(default="", init=False, compare=False, repr=False)
 
     @property
     def items(self) -> list[Item]:

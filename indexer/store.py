@@ -93,8 +93,12 @@ class Store(abc.ABC):
 
     # -- read path ----------------------------------------------------------------------
     @abc.abstractmethod
-    async def get(self, ids: Sequence[str]) -> list[UnionRecord | None]:
-        """Records by id, in the order asked, None where absent."""
+    async def get(self, ids: Sequence[str], *, shared: bool = False) -> list[UnionRecord | None]:
+        """Records by id, in the order asked, None where absent.
+
+        `shared=True` (the read path): the store may return objects it also hands to other
+        callers, which nobody may change, each with its `revision`; the default gives the
+        caller records of its own to change (without a revision)."""
 
     @abc.abstractmethod
     async def search(self, request: SearchRequest) -> SearchResult: ...
