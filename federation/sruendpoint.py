@@ -7,6 +7,7 @@ unexpected is logged with its traceback and answered as diagnostic 1.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from lxml import etree
 from federation.cqlmap import CQLMapper, MappedQuery, parse_cql
 from federation.httpquery import undecodable_parameter
 from federation.rules import Network
+from federation.rendercache import RenderedRecords
 from federation.records import Directory, dublin_core, holdings_locations, is_unimarc, presentation_marc, record_json
 from federation.search import Database, SearchService, UnknownDatabase
 from indexer.indexes import IndexTable
@@ -160,6 +162,7 @@ class SRUEndpoint:
         self.settings = settings if settings is not None else SRUSettings.for_network(service.network)
         self.table: IndexTable = service.table
         self.mapper = CQLMapper(service.table)
+        self.rendered: RenderedRecords[etree._Element] = RenderedRecords()
 
     async def handle(self, request: web.Request) -> web.Response:
         params: dict[str, list[str]] = {}
@@ -301,7 +304,7 @@ class SRUEndpoint:
         records: list[ResponseRecord | SurrogateRecord] = []
         for n, record in enumerate(outcome.records):
             position = sru.start_record + n
-            data = schema.render(record, self.service.directory)
+            data = self._render(schema, record, database)
             if data is None:
                 records.append(SurrogateRecord(position, SRUDiagnostic(67, schema.name,
                                f"record {record.id} is {record.master_contribution.format.value}, not available as {schema.name}")))
@@ -323,6 +326,12 @@ class SRUEndpoint:
         )
         return write_search_retrieve(sru.version, result, echoed, escaping=sru.record_xml_escaping,
                                      stylesheet=sru.stylesheet)
+
+    def _render(self, schema: RecordSchema, record: UnionRecord, database: Database) -> etree._Element | None:
+        """A fresh element (the response tree takes it in), copied from the rendered one kept."""
+        kept = self.rendered.get(record, database.name, schema.name,
+                                 lambda: schema.render(record, self.service.directory))
+        return None if kept is None else copy.deepcopy(kept)
 
     def _facet_requests(self, sru: SearchRetrieveRequest) -> tuple[list[FacetRequest], list[tuple[str, int, int]]]:
         requests = []

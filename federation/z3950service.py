@@ -33,6 +33,7 @@ from lxml import etree
 
 from federation.records import Directory, is_unimarc, presentation_marc
 from federation.rpnmap import rpn_to_query, scan_index, sort_keys
+from federation.rendercache import RenderedRecords
 from federation.search import SearchService, UnknownDatabase
 from indexer.model import Availability, UnionRecord
 from indexer.query import Query, ScanRequest, SortKey
@@ -71,12 +72,19 @@ BRIEF_UNIMARC_TAGS = frozenset({
 })
 
 
+# A search remembers the ids of its first records, so that the present that usually follows
+# reads them instead of running the query a second time.
+FIRST_PAGE = 20
+
+
 @dataclass(frozen=True)
 class UnionResultSet:
     database: str
     query: Query
     sort: tuple[SortKey, ...]
     size: int
+    # The ids at positions 1.. in the order of `sort`, as the search found them.
+    first_ids: tuple[str, ...] = ()
 
 
 class UnionBackend:
@@ -88,6 +96,7 @@ class UnionBackend:
         self.directory: Directory = service.directory
         self.require_authentication = require_authentication
         self.max_databases = max_databases
+        self.rendered: RenderedRecords[P.RetrievalRecord] = RenderedRecords()
 
     def record_syntaxes(self) -> Sequence[str]:
         return SUPPORTED_SYNTAXES
@@ -119,30 +128,42 @@ class UnionBackend:
             if isinstance(handle, UnionResultSet) and handle.database == database
         }
         canonical = rpn_to_query(query, self.table, result_sets=known)
-        outcome = await self._run(self.service.search(database, canonical, offset=0, limit=0))
-        return UnionResultSet(database, canonical, (), outcome.total)
+        outcome = await self._run(self.service.search(database, canonical, offset=0, limit=FIRST_PAGE,
+                                                      with_records=False))
+        return UnionResultSet(database, canonical, (), outcome.total, tuple(outcome.ids))
 
     async def sort(self, result_set: ResultSetHandle, keys: Sequence[P.SortKeySpec],
                    session: SessionInfo) -> UnionResultSet:
         if not isinstance(result_set, UnionResultSet):
             raise Bib1Diagnostic(D.CANNOT_SORT, "not a result set of this server")
         canonical_keys = sort_keys(keys, self.table)
-        return replace(result_set, sort=canonical_keys)
+        return replace(result_set, sort=canonical_keys, first_ids=())
 
     async def present(self, result_set: ResultSetHandle, start: int, count: int, syntax: str,
                       element_set: str, session: SessionInfo) -> list[P.NamePlusRecord]:
         if not isinstance(result_set, UnionResultSet):
             raise Bib1Diagnostic(D.RESULT_SET_DOES_NOT_EXIST, "not a result set of this server")
-        outcome = await self._run(self.service.search(
-            result_set.database, result_set.query, sort=result_set.sort, offset=start - 1, limit=count))
+        records = await self._page(result_set, start, count)
         entries = []
-        for record in outcome.records:
+        for record in records:
             try:
-                entries.append(P.NamePlusRecord(
-                    result_set.database, self.render(record, syntax, element_set, session.charset)))
+                entries.append(P.NamePlusRecord(result_set.database, self.rendered.get(
+                    record, result_set.database, (syntax, element_set, session.charset),
+                    lambda: self.render(record, syntax, element_set, session.charset))))
             except RecordTooLong as error:
                 entries.append(P.NamePlusRecord(result_set.database, P.Diagnostic(D.RECORD_TOO_LARGE_EXCEPTIONAL, str(error))))
         return entries
+
+    async def _page(self, result_set: UnionResultSet, start: int, count: int) -> list[UnionRecord]:
+        wanted = result_set.first_ids[start - 1:start - 1 + count]
+        if wanted and (len(wanted) == count or start - 1 + len(wanted) >= result_set.size):
+            fetched = await self._run(self.service.fetch(result_set.database, wanted))
+            if all(record is not None for record in fetched):
+                return [record for record in fetched if record is not None]
+            # A record changed scope or went away since the search: ask the store again.
+        outcome = await self._run(self.service.search(
+            result_set.database, result_set.query, sort=result_set.sort, offset=start - 1, limit=count))
+        return outcome.records
 
     async def scan(self, databases: Sequence[str], attributes: tuple[P.Attribute, ...], attribute_set: str | None,
                    term: str, count: int, position: int, session: SessionInfo) -> ScanOutcome:
