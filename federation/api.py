@@ -38,6 +38,7 @@ from federation.availability import (
 )
 from federation.cqlmap import CQLMapper, parse_cql
 from federation.httpquery import undecodable_parameter
+from federation.observability import METRICS_KEY
 from federation.itemstatus import MAX_BATCH_ITEMS, StatusInputError, apply_updates, current_items, parse_batch
 from federation.records import record_json
 from federation.rules import Library, Network
@@ -399,6 +400,9 @@ class JsonApi:
                                                "been applied; the batch is idempotent, send it again") from None
         log.info("items/status from %s: %d updates, %d applied, %d rejected, %d outside its scope",
                  library, len(updates), report.applied, report.rejected, len(report.violations))
+        metrics = request.config_dict.get(METRICS_KEY)
+        if metrics is not None:
+            metrics.observe_item_updates(report.applied, len(updates) - report.applied)
         if report.violations:
             first = report.violations[0]
             raise ApiError(403, "forbidden", f"items[{first.index}]: {first.reason}; nothing was applied",

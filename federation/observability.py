@@ -49,7 +49,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from federation.federated import FederatedResultSet, FederatedSearch
 from indexer.ingest import REPORT_KEYS, IngestReport, ProgressCallback
-from indexer.model import ItemUpdateOutcome
 from indexer.query import Query, SortKey
 from protocols.z3950 import pdu as P
 from protocols.z3950.diagnostics import Bib1Diagnostic
@@ -169,9 +168,13 @@ class Metrics:
         """A finished run whose progress was not followed: count it whole."""
         IngestProgress(self).finished(report)
 
-    def observe_item_updates(self, outcomes: Iterable[ItemUpdateOutcome]) -> None:
-        for outcome in outcomes:
-            self.item_updates.labels("applied" if outcome.applied else "refused").inc()
+    def observe_item_updates(self, applied: int, refused: int) -> None:
+        """One batch of live status updates: items applied, and items refused (unknown
+        barcodes, items outside the sender's scope, and the rest of a batch refused whole)."""
+        if applied:
+            self.item_updates.labels("applied").inc(applied)
+        if refused:
+            self.item_updates.labels("refused").inc(refused)
 
     # -- output ---------------------------------------------------------------------------
     def render(self) -> bytes:

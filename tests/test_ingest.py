@@ -23,6 +23,7 @@ from typing import Sequence
 
 import pymarc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from lxml import etree
 
 from es_support import es_store
@@ -569,10 +570,16 @@ def test_cli_ingest_writes_report_and_skips_unchanged_files_the_second_time(tmp_
     data_dir = tmp_path / "data"
     inputs = [str(LOC), str(FIXTURES / "malformed" / "bad_subfield_code.mrc")]
     report_path = tmp_path / "report.json"
+    textfile = tmp_path / "ingest.prom"
     done = federation("ingest", "--config", str(NETWORK_FILE), "--data-dir", str(data_dir),
-                      "--report", str(report_path), *inputs)
+                      "--report", str(report_path), "--metrics-textfile", str(textfile), *inputs)
     assert done.returncode == 0, done.stderr
     report = json.loads(report_path.read_text(encoding="utf-8"))
+    # The run's counters for node_exporter's textfile collector agree with the report.
+    counted = {s.labels.get("outcome"): s.value
+               for family in text_string_to_metric_families(textfile.read_text(encoding="utf-8"))
+               for s in family.samples if s.name == "union_ingest_records_total"}
+    assert all(counted.get(key, 0) == report[key] for key in REPORT_KEYS) and counted["read"] == 387, counted
     assert set(report) == {*REPORT_KEYS, "quarantine"}
     assert report["read"] == 387 and report["quarantined"] == 1
     assert report["read"] == sum(report[k] for k in REPORT_KEYS if k != "read")

@@ -42,6 +42,7 @@ from indexer.elastic import ElasticsearchStore
 from indexer.embedded import EmbeddedStore
 from indexer.indexes import load_index_table
 from indexer.ingest import IngestOptions, ingest
+from indexer.query import MatchAll
 from protocols.z3950 import pdu as P
 from protocols.z3950.client import Z3950Client
 from protocols.z3950.server import Z3950Server
@@ -165,6 +166,24 @@ async def test_metrics_count_sru_and_api_requests(aiohttp_client, store, network
     assert value(parsed, "union_requests_total", protocol="sru", operation="searchRetrieve",
                  database="(unknown)") == 1
     assert value(parsed, "union_requests_in_flight", protocol="http") == 1     # the scrape itself
+
+
+async def test_item_status_updates_are_counted(aiohttp_client, store, network, table):
+    service = SearchService(network, table, store)
+    metrics = Metrics()
+    client = await aiohttp_client(create_app(service, extensions=[observability(service, metrics)]))
+    record = (await service.search(network.hub, MatchAll(), limit=1)).records[0]
+    barcode = next(i.barcode for i in record.items if i.library == network.hub and i.barcode)
+    batch = {"items": [{"barcode": barcode, "status": "on_loan", "due_date": "2026-12-31"},
+                       {"barcode": "NO-SUCH-BARCODE", "status": "on_loan"}]}
+    response = await client.post("/api/v1/items/status", json=batch,
+                                  headers={"Authorization": f"Bearer example-token-{network.hub}"})
+    assert response.status == 200, await response.text()
+    answer = await response.json()
+    assert (answer["applied"], answer["rejected"]) == (1, 1)
+    parsed = samples(await (await client.get("/metrics")).text())
+    assert value(parsed, "union_item_status_updates_total", result="applied") == 1
+    assert value(parsed, "union_item_status_updates_total", result="refused") == 1
 
 
 async def test_request_ids_and_json_logs(aiohttp_client, store, network, table):

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from federation.observability import Metrics
 from federation.rules import ConfigError, StoreSettings, load_network
 from federation.stores import open_store
 from indexer.indexes import IndexTableError, load_index_table
@@ -59,6 +60,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-behind", type=int, default=DEFAULT_WRITE_BEHIND, metavar="N",
                         help=f"contributions held in memory before they are written (default {DEFAULT_WRITE_BEHIND})")
     parser.add_argument("--reread", action="store_true", help="read every file, also those unchanged since the last ingest")
+    parser.add_argument("--metrics-textfile", metavar="PATH",
+                        help="write the run's Prometheus counters there (node_exporter's textfile collector)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -158,15 +161,20 @@ async def _run(args: argparse.Namespace) -> int:
         batch_id=run_id,
     )
     progress = Progress(sys.stderr, enabled=not args.quiet)
+    metrics = Metrics() if args.metrics_textfile else None
+    counted = metrics.ingest_progress(progress) if metrics is not None else None
     started = time.monotonic()
     store = await open_store(settings, table)
     report: IngestReport | None = None
     try:
-        report = await ingest(args.paths, store, table, policy, options, progress)
+        report = await ingest(args.paths, store, table, policy, options, counted or progress)
     finally:
         progress.finish(report)
         await store.close()
     write_report(report, report_path)
+    if metrics is not None and counted is not None:
+        counted.finished(report)
+        metrics.write_textfile(args.metrics_textfile)
     if not args.quiet:
         for warning in report.warnings:
             print(f"warning: {warning}", file=sys.stderr)
