@@ -25,3 +25,19 @@ def test_a_command_that_fails_to_import_does_not_break_the_others(tmp_path, monk
     # a healthy command still parses and runs from the same parser
     args = parser.parse_args(["check-config", "config/networks/guangrao.yaml"])
     assert args._run(args) == 0
+
+
+def test_serve_defaults_to_loopback_sru_8080_and_z3950_2100() -> None:
+    """The documented defaults (README, docs/sru.md, docs/z3950.md), read from the real parser; nothing is bound."""
+    args = cli.build_parser().parse_args(["serve", "--config", "config/networks/guangrao.yaml"])
+    assert args.http == ("127.0.0.1", 8080)
+    assert args.z3950 == ("127.0.0.1", 2100)
+    assert (args.workers, args.store, args.data_dir, args.log_format) == (1, None, None, "text")
+    explicit = cli.build_parser().parse_args(["serve", "--config", "x.yaml", "--http", "0.0.0.0:80",
+                                              "--z3950", "[::1]:210"])
+    assert (explicit.http, explicit.z3950) == (("0.0.0.0", 80), ("::1", 210))
+    # What `federation serve --help` tells a user.
+    shown = subprocess.run([sys.executable, "-m", "federation", "serve", "--help"], capture_output=True, text=True,
+                           check=True).stdout
+    assert "(default 127.0.0.1:8080)" in " ".join(shown.split())
+    assert "(default 127.0.0.1:2100)" in " ".join(shown.split())
