@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import pty
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -595,6 +596,51 @@ def test_cli_ingest_writes_report_and_skips_unchanged_files_the_second_time(tmp_
     second = json.loads(latest.read_text(encoding="utf-8"))
     assert (second["read"], second["unchanged"], second["quarantined"]) == (387, 386, 1)
     assert Path(second["quarantine"]).parent == data_dir / "ingest"
+
+
+def test_cli_walks_a_folder_for_dat_and_dat_gz_exports(tmp_path):
+    """ISO 2709 exports named `.dat` (as many Chinese library systems write them), plain and
+    gzipped, are found by the folder walk and every record in them goes in; other files are not read."""
+    exports = tmp_path / "exports"
+    (exports / "branch").mkdir(parents=True)
+    plain = exports / "LOC-EXPORT.DAT"                     # upper case, as DOS-era systems name them
+    shutil.copyfile(LOC, plain)
+    stanford = FIXTURES / "marc21" / "stanford-30.utf8.mrc"
+    zipped = exports / "branch" / "stanford.dat.gz"
+    zipped.write_bytes(gzip.compress(stanford.read_bytes()))
+    (exports / "readme.txt").write_text("not MARC\n", encoding="utf-8")   # not a MARC suffix: not read
+    expected = {plain: iso2709_count(plain), zipped: iso2709_count(zipped)}
+    assert expected == {plain: 386, zipped: 30}
+    # The control numbers (001 without its padding), read by pymarc, not by the project's reader.
+    controls, deletions = [], []
+    for path in expected:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            for record in pymarc.MARCReader(handle, to_unicode=True, force_utf8=True):
+                # A deletion (leader/05 d; Stanford's file has one) withdraws, it adds nothing.
+                (deletions if str(record.leader)[5] == "d" else controls).append(record["001"].data.strip())
+    assert len(set(controls)) == len(controls) == 416 - len(deletions) and len(deletions) == 1
+
+    report_path = tmp_path / "report.json"
+    done = federation("ingest", "--config", str(NETWORK_FILE), "--data-dir", str(tmp_path / "data"),
+                      "--report", str(report_path), str(exports))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert (report["read"], report["quarantined"], report["unchanged"]) == (416, 0, len(deletions))
+    assert report["read"] == sum(report[k] for k in REPORT_KEYS if k != "read")
+    for path, count in expected.items():
+        assert f"{path}: {count} records for GR" in done.stdout
+    assert "readme.txt" not in done.stdout + done.stderr
+
+    async def stored() -> dict[str, str]:
+        store = EmbeddedStore(tmp_path / "data", load_index_table())
+        await store.open()
+        try:
+            return await store.find_by_contribution("GR", controls + deletions)
+        finally:
+            await store.close()
+
+    assert set(asyncio.run(stored())) == set(controls)
 
 
 def test_cli_fatal_errors_exit_non_zero(tmp_path):
