@@ -268,7 +268,8 @@ async def test_real_files_reconcile_and_every_record_is_findable(run, store, any
 
 async def test_the_same_cnmarc_records_in_gb18030_and_as_served_in_cnmarc_xml_are_unchanged(run, store, tmp_path):
     """The dp2 CNMARC records as UTF-8 ISO 2709, re-encoded to GB18030, and in the CNMARC-XML
-    of the SRU response: one catalogue, whatever the encoding and serialization."""
+    (and UNIMARC-XML, KORMARC-XML namespaces) of the SRU responses: one catalogue, whatever the
+    encoding, serialization and namespace."""
     utf8 = FIXTURES / "cnmarc" / "dp2_sru_sample_cnmarcxml.iso"
     originals = [r.record for r in read_records(utf8)]
     gb18030 = tmp_path / "dp2.gb18030.iso"
@@ -278,7 +279,10 @@ async def test_the_same_cnmarc_records_in_gb18030_and_as_served_in_cnmarc_xml_ar
     ids = await store.find_by_contribution("GR", [control_number(r) for r in originals])
     assert len(ids) == 10
     for path, options in ((gb18030, {"encoding": "gb18030"}), (gb18030, {}),
-                          (FIXTURES / "cnmarc" / "sample_cnmarcxml.xml", {})):
+                          (FIXTURES / "cnmarc" / "sample_cnmarcxml.xml", {}),
+                          # the same records served in the UNIMARC-XML and KORMARC-XML namespaces
+                          (FIXTURES / "cnmarc" / "sample_unimarcxml.xml", {}),
+                          (FIXTURES / "cnmarc" / "sample_kormarcxml.xml", {})):
         again = await run([path], **options)
         assert (again.read, again.unchanged) == (10, 10), (path, options)
     assert await store.find_by_contribution("GR", [control_number(r) for r in originals]) == ids

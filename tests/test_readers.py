@@ -300,6 +300,95 @@ def test_chinese_mangled_multibyte_records():
     assert "車輪滾滾" in titles[2][0] and "車輪滾滾".encode("utf-8") in results[3].raw
 
 
+# -- MARCXML in any namespace --------------------------------------------------------------------
+
+# A MARC record element in any namespace or none: the one that has a leader (an SRU response
+# wraps each in another element also named `record`).
+XML_RECORDS = "//*[local-name()='record'][*[local-name()='leader']]"
+
+
+def xml_marc(element: etree._Element) -> dict:
+    """The record as the XML says it, by XPath on local names, in pymarc's as_dict() shape."""
+    fields = []
+    for field in element.xpath("*[local-name()='controlfield' or local-name()='datafield']"):
+        if etree.QName(field).localname == "controlfield":
+            fields.append({field.get("tag"): field.text or ""})
+        else:
+            fields.append({field.get("tag"): {
+                "ind1": field.get("ind1") or " ", "ind2": field.get("ind2") or " ",
+                "subfields": [{sub.get("code"): sub.text or ""} for sub in field.xpath("*[local-name()='subfield']")]}})
+    return {"leader": element.xpath("string(*[local-name()='leader'])"), "fields": fields}
+
+
+def xml_values(element: etree._Element, tag: str, code: str) -> list[str]:
+    return element.xpath(f"*[local-name()='datafield'][@tag='{tag}']/*[local-name()='subfield'][@code='{code}']/text()")
+
+
+@pytest.mark.parametrize("name, namespace", [
+    ("sample_unimarcxml.xml", "info:srw/schema/8/unimarcxml-v0.1"),
+    # Labelled KORMARC by the dp2 sample server, but the same CNMARC records (200, 690 CLC, 905, 801 CN).
+    ("sample_kormarcxml.xml", "http://www.nl.go.kr/kormarc/"),
+])
+def test_cnmarc_records_in_other_namespaces_are_read_field_for_field(name, namespace):
+    path = FIXTURES / "cnmarc" / name
+    elements = etree.parse(str(path)).xpath(XML_RECORDS)
+    assert len(elements) == 10
+    assert {etree.QName(e).namespace for e in elements} == {namespace}
+    results = ours(path)
+    assert len(results) == len(elements)
+    for result, element in zip(results, elements):
+        assert result.ok, result.error
+        expected = xml_marc(element)
+        # the served leader writes blanks as '-'; the record has real blanks
+        expected["leader"] = expected["leader"].replace("-", " ")
+        assert result.record.as_dict() == expected
+        assert result.record["200"].get_subfields("a") == xml_values(element, "200", "a")
+        assert [f.value() for f in result.record.get_fields("001")] == \
+            element.xpath("*[local-name()='controlfield'][@tag='001']/text()")
+        # CNMARC by what the records say (690 CLC class, 801$a CN), not by a namespace it does not have
+        assert xml_values(element, "690", "a") and set(xml_values(element, "801", "a")) == {"CN"}
+        assert result.format is MarcFormat.CNMARC
+    titles = [xml_values(e, "200", "a")[0] for e in elements]
+    assert titles[0] == "'94中国发展报告" and all(any("\u4e00" <= c <= "\u9fff" for c in t) for t in titles)
+    # the same records as the NLC-namespace response: the namespace does not change a record
+    assert [r.record.as_dict() for r in results] == [r.record.as_dict() for r in ours(CNMARC_XML)]
+
+
+def without_namespaces(data: bytes) -> bytes:
+    """The document with every element moved out of its namespace (as some servers send MARCXML)."""
+    root = etree.fromstring(data)
+    for element in root.iter():
+        if isinstance(element.tag, str):
+            element.tag = etree.QName(element).localname
+    etree.cleanup_namespaces(root)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+@pytest.mark.parametrize("path, expected_format", [
+    (FIXTURES / "idzebra" / "marcxml" / "collection-opera-43.xml.gz", MarcFormat.MARC21),
+    # a whole SRU response: the wrapping srw `record` and the MARC `record` now have the same name
+    (CNMARC_XML, MarcFormat.CNMARC),
+])
+def test_marcxml_without_a_namespace(path, expected_format):
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    plain = without_namespaces(data)
+    assert b"xmlns" not in plain and b"<record>" in plain
+    elements = etree.fromstring(plain).xpath(XML_RECORDS)
+    assert all(etree.QName(e).namespace is None for e in elements)
+    assert len(elements) == len(etree.fromstring(data).xpath(XML_RECORDS)) > 5
+    results = ours(io.BytesIO(plain))
+    assert len(results) == len(elements)
+    title_tag = "245" if expected_format is MarcFormat.MARC21 else "200"
+    for result, element in zip(results, elements):
+        assert result.ok and result.format is expected_format, result.error
+        expected = xml_marc(element)
+        expected["leader"] = expected["leader"].replace("-", " ")
+        assert result.record.as_dict() == expected
+        assert result.record[title_tag].get_subfields("a") == xml_values(element, title_tag, "a")
+    # and gzipped
+    assert [r.record.as_dict() for r in ours(io.BytesIO(gzip.compress(plain)))] == [r.record.as_dict() for r in results]
+
+
 def test_marcxml_error_file_reports_the_bad_tag():
     (result,) = ours(MALFORMED / "error.mrc.xml")
     assert result.record is None
