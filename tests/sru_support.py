@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine
 
 import pymarc
+import yaml
 from lxml import etree
 
 from federation.app import create_app
@@ -51,6 +52,7 @@ NS = {
     "unimarc": "info:srw/schema/8/unimarcxml-v0.1",
     "zr": "http://explain.z3950.org/dtd/2.0/",
     "xcql1": "http://www.loc.gov/zing/cql/xcql/",
+    "xcql2": "http://docs.oasis-open.org/ns/search-ws/xcql",
     "dc": "http://purl.org/dc/elements/1.1/",
     "hold": "http://www.loc.gov/standards/iso20775/",
     "u": "urn:union-federation:record-1.0",
@@ -144,6 +146,21 @@ class InputRecord:
         parts = self.subfields("200", "h") + self.subfields("200", "i") if self.unimarc \
             else self.subfields("245", "n") + self.subfields("245", "p")
         return ("title", self.title.strip(" /:;,."), " ".join(parts), author, "".join(c for c in "".join(year[:1]) if c.isdigit())[:4])
+
+
+def rule_set() -> dict:
+    """The Guangrao rule set as plain YAML (not through federation.rules)."""
+    return yaml.safe_load(NETWORK.read_text(encoding="utf-8"))
+
+
+def library_tiers() -> dict[str, str]:
+    """Library code -> tier, read from the rule set's YAML."""
+    return {library["code"]: library["tier"] for library in rule_set()["libraries"]}
+
+
+def index_table() -> list[dict]:
+    """config/indexes.yaml's index entries as plain YAML (not through indexer.indexes)."""
+    return yaml.safe_load((ROOT / "config" / "indexes.yaml").read_text(encoding="utf-8"))["indexes"]
 
 
 def input_records(catalogue: Catalogue) -> list[InputRecord]:

@@ -51,6 +51,8 @@ def test_search_retrieve_parameters():
     (params(version="1.2", operation="searchRetrieve", query="x", sortKeys="dc.title"), 8, "sortKeys"),
     (params(version="1.2", operation="searchRetrieve", query="x", facetLimit="1:dc.date"), 8, "facetLimit"),
     (params(version="1.2", operation="searchRetrieve", query="x", recordXPath="/a"), 72, "recordXPath"),
+    (params(version="1.1", operation="searchRetrieve", query="x", recordXPath="/a"), 72, "recordXPath"),
+    (params(version="2.0", query="x", recordXPath="/a"), 8, "recordXPath"),
     (params(version="1.2", operation="searchRetrieve", query="x", recordPacking="packed"), 71, "packed"),
     (params(version="2.0", query="x", recordPacking="unpacked"), 6, "recordPacking"),
     (params(version="2.0", query="x", startRecord="0"), 6, "startRecord"),

@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from sru_support import NETWORK, build_catalogue, fetch, input_records
+from sru_support import NETWORK, build_catalogue, fetch, input_records, library_tiers
+
+ZEEREX = "{http://explain.z3950.org/dtd/2.0/}"
 
 FEDERATION = Path(sys.executable).parent / "federation"
 
@@ -63,6 +65,14 @@ def test_serve_answers_the_issue_example_and_stops_cleanly(tmp_path):
         federated = fetch(f"{match.group(1)[:-len('union')]}federated?version=1.2&operation=searchRetrieve"
                           f"&query={quote('dc.title=图书馆')}")
         assert int(federated.xml.findtext("{*}numberOfRecords")) == expected   # no remote targets enabled
+        # Explain, as served, lists the federated database next to every library and tier database.
+        tiers = library_tiers()
+        for database, others in (("union", {"federated"}), ("federated", {"union"})):
+            explain = fetch(f"{match.group(1)[:-len('union')]}{database}?version=1.2&operation=explain").xml
+            listed = {s.text.split(":", 1)[0]
+                      for s in explain.iter(f"{ZEEREX}supports") if s.get("type") == "database"}
+            assert listed == others | set(tiers) | set(tiers.values()), listed
+            assert explain.findtext(f".//{ZEEREX}serverInfo/{ZEEREX}database") == f"sru/{database}"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:

@@ -11,7 +11,8 @@ from lxml import etree
 
 from federation.rules import SRULimits
 from indexer.model import Availability, ItemStatusUpdate
-from sru_support import NS, SRUServer, diagnostics, fetch, input_records, sru, shared_catalogue
+from sru_support import (NS, SRUServer, diagnostics, fetch, index_table, input_records, library_tiers, rule_set,
+                         sru, shared_catalogue)
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +243,36 @@ def test_facets_sru20(server, inputs):
     assert years == sorted(years) and len(years) == 3
 
 
+def facet_terms(root: etree._Element) -> list[tuple[str, int]]:
+    (facet,) = root.findall("sru2:facetedResults/facet:facet", NS)
+    return [(t.findtext("facet:actualTerm", namespaces=NS), int(t.findtext("facet:count", namespaces=NS)))
+            for t in facet.iterfind("facet:terms/facet:term", NS)]
+
+
+def test_facet_start_shifts_the_terms(server, inputs):
+    """facetStart=N starts the facet's list at its N-th term (1 is the first), in either order."""
+    held = {code for r in inputs for code in r.holdings_libraries}
+    works = {code: len({r.work for r in inputs if code in r.holdings_libraries}) for code in held}
+    assert len(held) >= 5
+    base = {"version": "2.0", "query": "cql.allRecords=1", "maximumRecords": 0}
+    alphabetical = {"facetSort": "alphanumeric:net.library"}
+    first = facet_terms(sru(server, {**base, **alphabetical, "facetLimit": "4:net.library"}).xml)
+    second = facet_terms(sru(server, {**base, **alphabetical, "facetLimit": "3:net.library",
+                                      "facetStart": "2:net.library"}).xml)
+    expected = [(code, works[code]) for code in sorted(held)]
+    assert first == expected[:4]
+    assert second == expected[1:4] == first[1:]
+    # By record count (the default order): the same shift of the same list.
+    by_count = facet_terms(sru(server, {**base, "facetLimit": "4:net.library"}).xml)
+    shifted = facet_terms(sru(server, {**base, "facetLimit": "3:net.library", "facetStart": "2:net.library"}).xml)
+    assert [n for _, n in by_count] == sorted((works.values()), reverse=True)[:4]
+    assert shifted == by_count[1:] and shifted[0] != by_count[0]
+    # Starting past the last term leaves the facet without terms.
+    beyond = facet_terms(sru(server, {**base, "facetLimit": "3:net.library",
+                                      "facetStart": f"{len(held) + 1}:net.library"}).xml)
+    assert beyond == []
+
+
 def test_scan(server):
     for version in ("1.2", "2.0"):
         root = sru(server, {"version": version, "operation": "scan", "scanClause": "dc.title=中", "maximumTerms": 5}).xml
@@ -293,6 +324,35 @@ def test_explain_describes_indexes_schemas_and_databases(server):
     assert any(d.startswith("union:") for d in databases) and any(d.startswith("hub:") for d in databases)
 
 
+def test_explain_lists_every_database_and_every_index_of_the_table(server):
+    """Explain names every library and tier database of the rule set and every index of
+    config/indexes.yaml with all its CQL names and Bib-1 use attributes (both read as plain YAML)."""
+    tiers = library_tiers()
+    for database, version in (("union", "1.2"), ("GR-DW", "2.0"), ("branch", "1.1")):
+        explain = sru(server, {"version": version, "operation": "explain"}, database=database).xml.find(".//zr:explain", NS)
+        listed = {s.text.split(":", 1)[0]: s.text.split(": ", 1)[1]
+                  for s in explain.iterfind("zr:configInfo/zr:supports[@type='database']", NS)}
+        expected = ({"union"} | set(tiers) | set(tiers.values())) - {database}
+        assert set(listed) == expected, set(listed) ^ expected
+        names = {library["code"]: library["names"]["zh"] for library in rule_set()["libraries"]}
+        assert all(listed[code] == names[code] for code in tiers if code != database)
+        assert all(listed.values())
+        assert explain.findtext("zr:serverInfo/zr:database", namespaces=NS) == f"sru/{database}"
+        indexes = {i.get("id"): i for i in explain.iterfind("zr:indexInfo/zr:index", NS)}
+        for entry in index_table():
+            index = indexes.get(entry["name"])
+            assert index is not None, entry["name"]
+            names = [f"{n.get('set')}.{n.text}" for n in index.iterfind("zr:map/zr:name", NS)]
+            assert names == entry["cql"], entry["name"]
+            primary = index.find("zr:map[@primary='true']/zr:name", NS)
+            assert f"{primary.get('set')}.{primary.text}" == entry["cql"][0]
+            uses = [int(a.text) for a in index.iterfind("zr:map/zr:attr[@set='bib1'][@type='1']", NS)]
+            assert uses == entry.get("bib1", []), entry["name"]
+            assert index.get("sort") == str(bool(entry.get("sortable"))).lower()
+            assert index.get("scan") == str(bool(entry.get("scannable"))).lower()
+        assert set(indexes) == {e["name"] for e in index_table()} | {"allRecords"}
+
+
 def test_live_status_update_is_visible_at_once(server):
     root = sru(server, {"version": "1.2", "operation": "searchRetrieve", "maximumRecords": 1,
                         "query": "net.availability=available and net.library=GR"}).xml
@@ -336,6 +396,8 @@ SEARCH = {"operation": "searchRetrieve", "version": "1.2"}
     ({**SEARCH, "query": "x", "foo": "bar"}, 8),
     ({**SEARCH, "query": "x", "sortKeys": "dc.title"}, 8),
     ({**SEARCH, "query": "x", "recordXPath": "/record"}, 72),
+    ({"version": "1.1", "operation": "searchRetrieve", "query": "x", "recordXPath": "/record"}, 72),
+    ({"version": "2.0", "query": "x", "recordXPath": "/record"}, 8),      # no 2.0 parameter
     ({**SEARCH, "query": "x", "recordPacking": "json"}, 71),
     ({"version": "2.0", "query": "x", "recordXMLEscaping": "json"}, 71),
     ({"version": "2.0", "query": "x", "queryType": "sparql"}, 11),
@@ -390,6 +452,42 @@ def test_diagnostic_envelopes_follow_the_version(server):
 def test_failed_query_still_echoes_its_xquery(server):
     root = sru(server, {"version": "1.2", "operation": "searchRetrieve", "query": "dc.nothing=cat"}).xml
     assert root.find("srw:echoedSearchRetrieveRequest/srw:xQuery/xcql1:searchClause/xcql1:index", NS).text == "dc.nothing"
+
+
+def xquery_namespaces(root: etree._Element) -> set[str]:
+    (xquery,) = root.iterfind("{*}echoedSearchRetrieveRequest/{*}xQuery")
+    return {etree.QName(e).namespace for e in xquery.iterdescendants() if isinstance(e.tag, str)}
+
+
+def test_sru20_echoes_xquery_in_the_oasis_xcql_namespace(server):
+    """SRU 2.0 (OASIS searchRetrieve Part 3, sruResponse.xsd) echoes the request with xQuery in
+    http://docs.oasis-open.org/ns/search-ws/xcql; 1.x keeps http://www.loc.gov/zing/cql/xcql/."""
+    query = "dc.title=图书馆 and dc.date>1990"
+    new = sru(server, {"version": "2.0", "query": query, "maximumRecords": 0}).xml
+    echo = new.find("sru2:echoedSearchRetrieveRequest", NS)
+    assert echo.findtext("sru2:query", namespaces=NS) == query
+    triple = echo.find("sru2:xQuery/xcql2:triple", NS)
+    assert triple.findtext("xcql2:boolean/xcql2:value", namespaces=NS) == "and"
+    left = triple.find("xcql2:leftOperand/xcql2:searchClause", NS)
+    assert (left.findtext("xcql2:index", namespaces=NS), left.findtext("xcql2:relation/xcql2:value", namespaces=NS),
+            left.findtext("xcql2:term", namespaces=NS)) == ("dc.title", "=", "图书馆")
+    right = triple.find("xcql2:rightOperand/xcql2:searchClause", NS)
+    assert right.findtext("xcql2:index", namespaces=NS) == "dc.date" and right.findtext("xcql2:term", namespaces=NS) == "1990"
+    assert xquery_namespaces(new) == {NS["xcql2"]}
+    old = sru(server, {"version": "1.2", "operation": "searchRetrieve", "query": query, "maximumRecords": 0}).xml
+    assert xquery_namespaces(old) == {NS["xcql1"]}
+    # A 2.0 query that parses and then fails (unknown index) still echoes it, in the same namespace.
+    failed = sru(server, {"version": "2.0", "query": "dc.nothing=cat"}).xml
+    assert diagnostics(failed) == [(16, "dc.nothing")]
+    clause = failed.find("sru2:echoedSearchRetrieveRequest/sru2:xQuery/xcql2:searchClause", NS)
+    assert clause.findtext("xcql2:index", namespaces=NS) == "dc.nothing"
+    assert clause.findtext("xcql2:term", namespaces=NS) == "cat"
+    assert xquery_namespaces(failed) == {NS["xcql2"]}
+    # One that does not parse has no XCQL to echo: the query alone.
+    broken = sru(server, {"version": "2.0", "query": "dc.title=cat and"}).xml
+    assert diagnostics(broken)[0][0] == 10
+    echo = broken.find("sru2:echoedSearchRetrieveRequest", NS)
+    assert echo.findtext("sru2:query", namespaces=NS) == "dc.title=cat and" and echo.find("sru2:xQuery", NS) is None
 
 
 def test_maximum_records_is_capped_with_a_warning(server):
