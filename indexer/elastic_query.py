@@ -8,11 +8,20 @@ Every query token and key is made by `indexer.analysis`, exactly as for the stor
                a `regexp` over the value's token string phr.<name> (no expansion limit, unlike
                span_multi or intervals, which fail once a pattern matches too many tokens)
   ALL / ANY    a bool must / should of one PHRASE per word
+  And, AndNot  one bool per chain: every conjunct of a chain of And / AndNot, however the
+               binary tree nests, in one must list, every negated side in its must_not list
+  Or           one bool should list (minimum_should_match 1) per chain of Or
   EXACT, keyword equality
                `term` on key.<name>, `wildcard` when the key is masked
   ranges       `range` on key.<name> (code point order: Lucene compares UTF-8 bytes) or num.<name>
-  NE, AndNot   bool must_not
+  NE           bool must_not
   ItemMatch    `nested` on items; an item-scope likewise
+
+Chains are flattened because Elasticsearch refuses a query nested deeper than
+`indices.query.bool.max_nested_depth` (30 in 8.x, counting every query object on the path,
+leaves and `nested` included; OpenSearch 3 has `index.query.max_nested_depth`, 20): one bool
+per binary node made a CQL `or` of 150 terms 150 levels deep. Only a query whose own and/or
+alternation is that deep can still exceed the limit.
 """
 from __future__ import annotations
 
@@ -86,6 +95,40 @@ def phrase_regexp(tokens: list[QueryToken], anchor_start: bool, anchor_end: bool
     return ("" if anchor_start else "(.* )?") + body + ("" if anchor_end else "( .*)?")
 
 
+def _disjuncts(query: Query) -> list[Query]:
+    """The operands of a chain of Or, left to right, however the binary tree nests."""
+    operands: list[Query] = []
+    stack = [query]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Or):
+            stack.extend((node.right, node.left))
+        else:
+            operands.append(node)
+    return operands
+
+
+def _conjunction(query: And | AndNot) -> tuple[list[Query], list[Query]]:
+    """A chain of And / AndNot as (conditions that must hold, conditions that must not).
+
+    `a and not b` requires a and excludes b wherever it sits in the chain, and excluding an
+    Or excludes each of its operands (not (b or c) = not b and not c), so both lists are flat.
+    """
+    included: list[Query] = []
+    excluded: list[Query] = []
+    stack: list[Query] = [query]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, And):
+            stack.extend((node.right, node.left))
+        elif isinstance(node, AndNot):
+            excluded.extend(_disjuncts(node.right))
+            stack.append(node.left)
+        else:
+            included.append(node)
+    return included, excluded
+
+
 class QueryCompiler:
     """Compiles canonical queries, sort keys and facet requests for one index table."""
 
@@ -105,12 +148,13 @@ class QueryCompiler:
     def _node(self, query: Query, in_item: bool) -> dict[str, Any]:
         if isinstance(query, MatchAll):
             return {"match_all": {}}
-        if isinstance(query, And):
-            return _bool(must=[self._node(query.left, in_item), self._node(query.right, in_item)])
+        if isinstance(query, (And, AndNot)):
+            included, excluded = _conjunction(query)
+            must = [self._node(q, in_item) for q in included]
+            must_not = [self._node(q, in_item) for q in excluded]
+            return _bool(must=must, must_not=must_not) if must_not else _bool(must=must)
         if isinstance(query, Or):
-            return _any_of([self._node(query.left, in_item), self._node(query.right, in_item)])
-        if isinstance(query, AndNot):
-            return _bool(must=[self._node(query.left, in_item)], must_not=[self._node(query.right, in_item)])
+            return _any_of([self._node(q, in_item) for q in _disjuncts(query)])
         if isinstance(query, ItemMatch):
             inner = self._node(query.query, in_item=True)
             return inner if in_item else self._nested(inner)

@@ -23,14 +23,17 @@ from es_support import es_endpoint, es_store, shared_endpoint  # noqa: F401  (es
 from indexer.analysis import normalize_isbn
 from indexer.elastic import ElasticsearchStore, connect
 from indexer.elastic_mapping import MAX_RESULT_WINDOW
+from indexer.elastic_query import QueryCompiler
 from indexer.indexes import DEFAULT_INDEX_TABLE, IndexLevel, IndexTable, IndexType, load_index_table
 from indexer.model import Availability, Contribution, Item, ItemStatusUpdate, MarcFormat, UnionRecord
 from indexer.query import (
     And,
+    AndNot,
     Clause,
     FacetRequest,
     ItemMatch,
     MatchAll,
+    Or,
     Relation,
     SearchRequest,
     SortKey,
@@ -182,6 +185,97 @@ async def test_a_concrete_index_where_the_alias_should_be_is_refused() -> None:
     finally:
         await client.indices.delete(index=name)
         await client.close()
+
+
+# -- query nesting --------------------------------------------------------------------------------
+
+# Elasticsearch 8 refuses a query nested deeper than indices.query.bool.max_nested_depth (default
+# 30, counting every query object on the way down); the stand-in does not check it.
+ES_MAX_NESTED_DEPTH = 30
+_COMPOUND_CHILDREN = {"bool": ("must", "should", "filter", "must_not"), "nested": ("query",)}
+_LEAVES = {"term", "wildcard", "regexp", "range", "match_phrase", "exists", "match_all", "match_none"}
+
+
+def nesting_depth(query: dict) -> int:
+    """How deep Elasticsearch's parser counts a query: 1 per query object on the longest path."""
+    (name, body), = query.items()
+    if name in _LEAVES:
+        return 1
+    assert name in _COMPOUND_CHILDREN, f"a query type this count does not know: {name}"
+    children = []
+    for key in _COMPOUND_CHILDREN[name]:
+        value = body.get(key, [])
+        children += value if isinstance(value, list) else [value]
+    return 1 + max((nesting_depth(child) for child in children), default=0)
+
+
+def _left_deep(operators: list, operands: list) -> object:
+    query = operands[0]
+    for operator, operand in zip(operators, operands[1:]):
+        query = operator(query, operand)
+    return query
+
+
+def _right_deep(operators: list, operands: list) -> object:
+    query = operands[-1]
+    for operator, operand in zip(operators, reversed(operands[:-1])):
+        query = operator(operand, query)
+    return query
+
+
+WORDS = [phrase("title", f"word{n}") for n in range(150)]
+LIBRARIES = [Clause("library", Relation.EXACT, f"LIB{n}") for n in range(150)]
+# (name, query, item scope): chains of 150 operands as CQL (left-associative) and RPN may nest them.
+# Only left-deep chains of `not`: `a not (b not c)` alternates and / not, it is no chain.
+CHAINS = [
+    (f"{shape.__name__.strip('_').replace('_', '-')} {name}", query, scope)
+    for shape in (_left_deep, _right_deep)
+    for name, query, scope in [
+        ("or", shape([Or] * 149, WORDS), None),
+        ("and", shape([And] * 149, WORDS), None),
+        ("or of item clauses", shape([Or] * 149, LIBRARIES), None),
+        ("or inside one item", ItemMatch(shape([Or] * 149, LIBRARIES)), None),
+        ("and inside one item", ItemMatch(shape([And] * 149, LIBRARIES)), None),
+        ("item scope", phrase("title", "x"), shape([Or] * 149, LIBRARIES)),
+    ]
+] + [
+    ("left-deep and-not", _left_deep([AndNot] * 150, [MatchAll(), *WORDS]), None),
+    ("left-deep and mixed with and-not", _left_deep([And, AndNot] * 75, WORDS), None),
+    ("left-deep and-not of ors", _left_deep([AndNot] * 149, [WORDS[0], *(Or(w, w) for w in WORDS[1:])]), None),
+    ("left-deep and-not inside one item", ItemMatch(_left_deep([AndNot] * 149, LIBRARIES)), None),
+]
+
+
+@pytest.mark.parametrize("name, query, scope", CHAINS, ids=[name for name, _, _ in CHAINS])
+def test_long_boolean_chains_compile_to_a_flat_query(name: str, query, scope) -> None:
+    # bool > nested > bool > term at most; 151 levels before chains were flattened
+    assert nesting_depth(QueryCompiler(TABLE).compile(query, item_scope=scope)) <= 4
+
+
+def test_a_query_that_nests_by_itself_keeps_its_own_depth() -> None:
+    alternating = phrase("title", "x")
+    for n in range(10):
+        alternating = (And if n % 2 else Or)(phrase("title", f"w{n}"), alternating)
+    assert nesting_depth(QueryCompiler(TABLE).compile(alternating)) == 11
+
+
+def test_a_flattened_chain_keeps_every_operand_in_its_place() -> None:
+    compile_ = QueryCompiler(TABLE).compile
+    chi, eng, ger, fre = (Clause("language", Relation.EXACT, code) for code in ("chi", "eng", "ger", "fre"))
+
+    def term(code: str) -> dict:
+        return {"term": {"key.language": code}}
+
+    # chi and (eng not (ger or fre)) not (fre or ger): two required, four excluded
+    compiled = compile_(AndNot(And(chi, AndNot(eng, Or(ger, fre))), Or(fre, ger)))
+    assert compiled["bool"]["must"] == [term("chi"), term("eng")]
+    assert sorted(json.dumps(q) for q in compiled["bool"]["must_not"]) == sorted(
+        json.dumps(term(code)) for code in ("ger", "fre", "fre", "ger"))
+    assert compile_(Or(Or(chi, eng), Or(ger, fre))) == {
+        "bool": {"should": [term(code) for code in ("chi", "eng", "ger", "fre")], "minimum_should_match": 1}}
+    # An Or under an And stays one level down: flattening never crosses operators.
+    assert compile_(And(chi, Or(eng, ger))) == {"bool": {"must": [
+        term("chi"), {"bool": {"should": [term("eng"), term("ger")], "minimum_should_match": 1}}]}}
 
 
 # -- analysis as the store applies it -----------------------------------------------------------

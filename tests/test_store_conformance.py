@@ -61,10 +61,17 @@ H01_ISBN = "9787040239812"
 H11_TITLE = "县域公共图书馆总分馆制建设与一卡通借还服务体系研究暨乡村振兴背景下基层图书馆阅读推广的理论与实践探索"
 
 
-def right_deep_or(clauses: list[Query]) -> Query:
-    query = clauses[-1]
-    for clause in reversed(clauses[:-1]):
-        query = Or(clause, query)
+def right_deep(operator: type[And | Or | AndNot], operands: list[Query]) -> Query:
+    query = operands[-1]
+    for operand in reversed(operands[:-1]):
+        query = operator(operand, query)
+    return query
+
+
+def left_deep(operator: type[And | Or | AndNot], operands: list[Query]) -> Query:
+    query = operands[0]
+    for operand in operands[1:]:
+        query = operator(query, operand)
     return query
 
 
@@ -290,7 +297,16 @@ QUERIES: list[tuple[str, Query]] = [
     ("and: three parts, match all among them", And(And(MatchAll(), c("material_type", R.EXACT, "book")),
                                                    And(ItemMatch(MatchAll()), c("date", R.LT, "2000")))),
     ("any of 600 words", c("title", R.ANY, " ".join(f"nosuchword{n}" for n in range(600)) + " river")),
-    ("right-deep or of 150", right_deep_or([phrase("title", f"nosuchword{n}") for n in range(150)] + [phrase("title", "river")])),
+    ("right-deep or of 150", right_deep(Or, [phrase("title", f"nosuchword{n}") for n in range(150)] + [phrase("title", "river")])),
+    # Chains as long as this are flattened for Elasticsearch (its nesting limit): same answers.
+    ("left-deep or of 150 item clauses", left_deep(Or, [c("library", R.EXACT, f"NOLIB{n}") for n in range(149)]
+                                                   + [c("library", R.EXACT, "BUS1")])),
+    ("left-deep and of 150 dates", left_deep(And, [c("date", R.GE, str(1850 + n)) for n in range(150)])),
+    ("right-deep and of 150 in one item", ItemMatch(right_deep(And, [c("library", R.NE, f"NOLIB{n}") for n in range(149)]
+                                                               + [c("tier", R.EXACT, "mobile")]))),
+    ("left-deep and-not chain of 150", left_deep(AndNot, [phrase("title", "图书馆")]
+                                                 + [phrase("title", f"nosuchword{n}") for n in range(148)]
+                                                 + [Or(c("language", R.EXACT, "eng"), c("date", R.LT, "2000"))])),
     ("left-deep and-not chain", AndNot(AndNot(AndNot(MatchAll(), c("language", R.EXACT, "chi")), c("date", R.LT, "1990")),
                                        c("material_type", R.EXACT, "book"))),
     ("item ne on empty call numbers", ItemMatch(c("call_number", R.NE, "G250/12"))),
