@@ -2,6 +2,7 @@
 fields, lxml on the served XML), with an independent ISBN check, not copied from the output."""
 from __future__ import annotations
 
+import gzip
 import io
 import re
 import unicodedata
@@ -114,6 +115,75 @@ def subs(element, tag, code):
         for f in element.findall(f"{NLC}datafield[@tag='{tag}']")
         for s in f.findall(f"{NLC}subfield[@code='{code}']")
     ]
+
+
+def pymarc_records(path: Path) -> list[pymarc.Record]:
+    """The records of an idzebra example file as pymarc reads them (not the project's reader)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        if ".xml" in path.suffixes:
+            return pymarc.parse_xml_to_array(handle)
+        return [r for r in pymarc.MARCReader(handle, to_unicode=True) if r is not None]
+
+
+IDZEBRA = FIXTURES / "idzebra"
+
+
+@pytest.mark.parametrize("relative, counts", [
+    # (records, with a 1XX main entry, with a valid ISBN), counted below from the record data
+    ("marc21/sample-marc.gz", (24, 15, 5)),
+    ("marcxml/collection-opera-43.xml.gz", (43, 27, 9)),
+    ("marcxml/collection-2.xml.gz", (2, 0, 0)),
+    ("marcxml/collection-sandburg-1.xml", (1, 1, 1)),
+])
+def test_idzebra_example_titles_authors_isbns(table, relative, counts):
+    path = IDZEBRA / relative
+    theirs = pymarc_records(path)
+    ours = list(read_records(path))
+    assert len(ours) == len(theirs)
+    with_author = with_isbn = 0
+    for result, record in zip(ours, theirs):
+        assert result.ok and result.format is MarcFormat.MARC21
+        fields = extract_fields(result.record, MarcFormat.MARC21, table)
+        assert fields["title"][0].startswith(strip_isbd(record["245"]["a"])), (fields["title"], record["245"])
+        main_entry = record.get_fields("100", "110", "111")
+        if main_entry:
+            with_author += 1
+            assert fields["creator"][0].startswith(strip_isbd(main_entry[0]["a"])), (fields["creator"], main_entry[0])
+        isbns = [isbn13(v) for f in record.get_fields("020") for v in f.get_subfields("a")]
+        isbns = list(dict.fromkeys(i for i in isbns if i))
+        assert fields.get("isbn", []) == isbns
+        with_isbn += bool(isbns)
+        # (the last record of sample-marc.gz has a subfield delimiter inside its 001: "00\x1faD000015937";
+        # a control character is no part of a searchable control number)
+        assert fields["control_number"] == [re.sub(r"[\x00-\x1f]", "", record["001"].data).strip()]
+    assert (len(theirs), with_author, with_isbn) == counts
+
+
+def test_idzebra_example_records_by_hand(table):
+    """A few records whose values are read off the files (yaz-marcdump / the XML) and written here."""
+    def fields_of(relative: str, position: int) -> dict[str, list[str]]:
+        result = list(read_records(IDZEBRA / relative))[position]
+        return extract_fields(result.record, MarcFormat.MARC21, table)
+
+    sandburg = fields_of("marcxml/collection-sandburg-1.xml", 0)
+    # 245 $aArithmetic /  100 $aSandburg, Carl,$d1878-1967.  020 $a0152038655 : $15.95
+    assert sandburg["title"][0] == "Arithmetic"
+    assert sandburg["creator"][0].startswith("Sandburg, Carl")
+    assert sandburg["isbn"] == ["9780152038656"]
+    opera = fields_of("marcxml/collection-opera-43.xml.gz", 1)
+    # 245 13 $aIl cammino della tradizione :$bil tradizionalismo italiano, 1920-1990 /  100 $aTosca, Pino.
+    assert opera["title"][0].startswith("Il cammino della tradizione")
+    assert opera["creator"][0] == "Tosca, Pino"
+    ray = fields_of("marcxml/collection-2.xml.gz", 0)
+    # 245 04 $aThe Great Ray Charles$h[sound recording].  no 1XX; 700 $aCharles, Ray,$d1930-$4prf
+    assert ray["title"][0] == "The Great Ray Charles"
+    assert ray["creator"][0].startswith("Charles, Ray")
+    feminism = fields_of("marcxml/collection-opera-43.xml.gz", 27)
+    # 245 00 $aGlobal feminism :...; 020 $a9780814727355 (cloth) $a0814727352 (cloth) $a9780814727362 (pbk.)
+    # $a0814727360 (pbk.): each ISBN-10 is the ISBN-13 before it, so two ISBNs
+    assert feminism["title"][0].startswith("Global feminism")
+    assert feminism["isbn"] == ["9780814727355", "9780814727362"]
 
 
 def test_cnmarc_fields_match_the_served_xml(table):

@@ -291,17 +291,42 @@ async def test_the_same_cnmarc_records_in_gb18030_and_as_served_in_cnmarc_xml_ar
 @pytest.mark.parametrize("relative, reason", [
     # Guangrao accepts CNMARC and MARC21 only.
     ("unimarc/periouni-3064.mrc", "format unimarc is not accepted"),
-    # Zebra's classification authority records have no 245, which Guangrao requires of MARC21.
+    # Zebra's classification records (leader/06 w) and its LC name and subject authority records
+    # (leader/06 z) have no 245, which Guangrao requires of MARC21.
     ("idzebra/marcxml/collection-clasmrc.xml.gz", "missing required field(s) 245"),
+    ("idzebra/marcxml/collection-namemrc.xml.gz", "missing required field(s) 245"),
+    ("idzebra/marcxml/collection-subjmrc.xml.gz", "missing required field(s) 245"),
 ])
 async def test_records_the_rule_set_refuses_are_quarantined(run, store, relative, reason):
     path = FIXTURES / relative
     expected = xml_record_count(path) if ".xml" in path.suffixes else iso2709_count(path)
+    if "idzebra" in relative:
+        assert expected == 20 and set(xml_leader_types(path)) == ({"w"} if "clas" in relative else {"z"})
     report = await run([path])
     assert (report.read, report.quarantined) == (expected, expected)
     entries = read_quarantine(report.quarantine)
     assert [e["position"] for e in entries] == list(range(1, expected + 1))
     assert all(reason in e["reason"] for e in entries)
+    assert (await store.stats()).records == 0
+
+
+def xml_leader_types(path: Path) -> list[str]:
+    """Leader/06 (type of record) of each record of a MARCXML file, by lxml."""
+    with gzip.open(path, "rb") as handle:
+        tree = etree.parse(handle)
+    return [leader[6] for leader in tree.xpath("//*[local-name()='record']/*[local-name()='leader']/text()")]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: ingest takes MARC21 authority/classification records (leader/06 z, w) "
+                                       "in as bibliographic union records when the rule set requires no 245")
+@pytest.mark.parametrize("name", ["collection-namemrc.xml.gz", "collection-subjmrc.xml.gz", "collection-clasmrc.xml.gz"])
+async def test_authority_records_are_refused_whatever_the_required_fields(run, store, any_format_policy, name):
+    """Zebra's LC name/subject authority and classification records are not books: a rule set
+    that requires no fields must not make them union records either."""
+    path = FIXTURES / "idzebra" / "marcxml" / name
+    lenient = dataclasses.replace(any_format_policy, required_fields={})
+    report = await run([path], lenient)
+    assert (report.read, report.quarantined) == (20, 20)
     assert (await store.stats()).records == 0
 
 
