@@ -109,6 +109,85 @@ def test_real_unimarc_955_statements_are_reported_not_lost(policy):
     assert seen > 250
 
 
+def real_955_records(count: int) -> list[Record]:
+    """The first `count` periouni records whose 955s all give a location ($d) and a call number ($e)."""
+    chosen = []
+    for result in read_records(FIXTURES / "unimarc" / "periouni-3064.mrc"):
+        fields = result.record.get_fields("955")
+        if fields and all(f.get_subfields("d") and f.get_subfields("e") for f in fields):
+            chosen.append(result.record)
+            if len(chosen) == count:
+                return chosen
+    raise AssertionError("not enough 955 holdings in the fixture")
+
+
+# A library whose system writes the BnF-style 955 (d location, e call number) and puts the item's
+# barcode in $f, as the rule set maps it.
+LAYOUT_955 = HoldingsMapping(tag="955", barcode="f", call_number="e", location="d")
+
+
+def with_barcodes(record: Record, first: int) -> tuple[Record, list[tuple[str, str, str]]]:
+    """The record with a hub barcode added to each real 955; (barcode, call number, location) per field."""
+    expected = []
+    for n, field_ in enumerate(record.get_fields("955")):
+        code = f"GR{first + n:08d}"  # inside GR's range GR00000001-GR00999999
+        field_.add_subfield("f", code)
+        expected.append((code, field_.get_subfields("e")[0].strip(), field_.get_subfields("d")[0].strip()))
+    return record, expected
+
+
+def test_real_unimarc_955_call_number_and_location_survive_with_a_barcode(policy):
+    hub = dataclasses.replace(policy.libraries["GR"], holdings=LAYOUT_955)
+    fields = 0
+    for k, original in enumerate(real_955_records(40)):
+        record, expected = with_barcodes(original, 1000 + 10 * k)
+        holdings = extract_items(record, MarcFormat.UNIMARC, hub, policy)
+        assert holdings.problems == [] and not holdings.quarantine
+        assert [(i.barcode, i.call_number, i.location) for i in holdings.items] == expected
+        assert all(i.library == "GR" and i.tier == "hub" and i.source_record == record["001"].data for i in holdings.items)
+        fields += len(expected)
+    assert fields >= 40
+    # e.g. the first: 955 1 $bvol. 1 no. 1 (1990) -....$cParis$dMagasins/Annexe$eP 8° 5683
+    first, _ = with_barcodes(real_955_records(1)[0], 1)
+    (item,) = extract_items(first, MarcFormat.UNIMARC, hub, policy).items
+    assert (item.call_number, item.location) == ("P 8° 5683", "Magasins/Annexe")
+
+
+async def test_real_unimarc_955_holdings_survive_ingest_into_the_store(policy, tmp_path):
+    from test_readers import iso2709
+    from indexer.embedded import EmbeddedStore
+    from indexer.indexes import load_index_table
+    from indexer.ingest import IngestOptions, ingest
+
+    network = dataclasses.replace(
+        policy, accepted_formats=("marc21", "unimarc", "cnmarc"),
+        libraries={**policy.libraries, "GR": dataclasses.replace(policy.libraries["GR"], holdings=LAYOUT_955)})
+    expected: dict[str, list[tuple[str, str, str]]] = {}
+    blob = b""
+    for k, original in enumerate(real_955_records(25)):
+        record, items = with_barcodes(original, 2000 + 10 * k)
+        expected[record["001"].data.strip()] = items
+        blob += iso2709(record, "utf-8")
+    path = tmp_path / "bnf-serials.mrc"
+    path.write_bytes(blob)
+    table = load_index_table()
+    store = EmbeddedStore(tmp_path / "store", table)
+    await store.open()
+    try:
+        report = await ingest([path], store, table, network, IngestOptions(
+            quarantine_path=tmp_path / "q.jsonl", library="GR", skip_unchanged_files=False))
+        assert report.reconciled and (report.read, report.quarantined) == (25, 0)
+        found = await store.find_by_contribution("GR", sorted(expected))
+        assert set(found) == set(expected)
+        records = {r.id: r for r in await store.get(sorted(set(found.values())))}
+        for source_id, items in expected.items():
+            stored = [i for i in records[found[source_id]].items if i.source_record == source_id]
+            assert sorted((i.barcode, i.call_number, i.location) for i in stored) == sorted(items)
+            assert all(i.library == "GR" and i.tier == "hub" for i in stored)
+    finally:
+        await store.close()
+
+
 def record_with(tag: str, *holdings: list[tuple[str, str]]) -> Record:
     record = Record()
     record.add_field(Field(tag="001", data="rec-1"))
