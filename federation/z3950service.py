@@ -18,6 +18,13 @@ page asked for, so availability is always current. Records:
 Element set B gives a brief record (identification, title, author, edition, imprint,
 extent, series and holdings fields); F the full record.
 
+A search of a database whose answer has per-source status (`federated`) reports it in the
+SearchResponse: additionalSearchInfo holds a searchResult-1 SearchInfoReport with one entry per
+source (subqueryId the source code, subqueryExpression its state, subqueryInterpretation the
+reason or what it fetched and how long it took, subqueryCount its hits) and a characterInfo text
+per source that did not answer fully (the text of the SRU diagnostic); resultSetStatus says
+`estimate` (YAZ's value 4) for an estimated count and `subset` for a count that is a minimum.
+
 Authentication: a client may send idAuthentication `LIBRARY/token` (open) or user LIBRARY
 with the token as password; it is checked against the rule set's `auth.tokens`. Without it
 the association is anonymous and allowed unless `require_authentication` is set.
@@ -34,7 +41,7 @@ from lxml import etree
 from federation.records import Directory, is_unimarc, presentation_marc
 from federation.rpnmap import rpn_to_query, scan_index, sort_keys
 from federation.rendercache import RenderedRecords
-from federation.search import SearchService, UnknownDatabase
+from federation.search import SearchOutcome, SearchService, UnknownDatabase
 from indexer.model import Availability, UnionRecord
 from indexer.query import Query, ScanRequest, SortKey
 from indexer.store import QueryNotSupported, StoreError
@@ -47,6 +54,7 @@ from protocols.z3950.server import (
     Implementation,
     ResultSetHandle,
     ScanOutcome,
+    SearchReport,
     ServerLimits,
     SessionInfo,
     Z3950Server,
@@ -85,6 +93,8 @@ class UnionResultSet:
     size: int
     # The ids at positions 1.. in the order of `sort`, as the search found them.
     first_ids: tuple[str, ...] = ()
+    # Per-source status and count precision for the SearchResponse (None: nothing to report).
+    report: SearchReport | None = None
 
 
 class UnionBackend:
@@ -130,7 +140,7 @@ class UnionBackend:
         canonical = rpn_to_query(query, self.table, result_sets=known)
         outcome = await self._run(self.service.search(database, canonical, offset=0, limit=FIRST_PAGE,
                                                       with_records=False))
-        return UnionResultSet(database, canonical, (), outcome.total, tuple(outcome.ids))
+        return UnionResultSet(database, canonical, (), outcome.total, tuple(outcome.ids), search_report(outcome))
 
     async def sort(self, result_set: ResultSetHandle, keys: Sequence[P.SortKeySpec],
                    session: SessionInfo) -> UnionResultSet:
@@ -230,6 +240,38 @@ class UnionBackend:
                 circulation=[circulation],
             ))
         return holdings
+
+
+# A count that is not exact, as SearchResponse resultSetStatus.
+PRECISION_STATUS = {"estimate": P.ResultSetStatus.ESTIMATE, "minimum": P.ResultSetStatus.SUBSET}
+
+
+def search_report(outcome: SearchOutcome) -> SearchReport | None:
+    """What a search outcome says besides its count: the count's precision, one searchResult-1
+    entry per source (`outcome.extra["targets"]`) and the texts of its non-fatal warnings."""
+    sources = outcome.extra.get("targets") or []
+    status = PRECISION_STATUS.get(outcome.precision)
+    if not sources and status is None and not outcome.warnings:
+        return None
+    return SearchReport(status, tuple(source_report(s) for s in sources), tuple(text for _, text in outcome.warnings))
+
+
+def source_report(source: Mapping[str, Any]) -> P.SubqueryReport:
+    """One source's status as a SearchInfoReport entry, which yaz-client prints as
+    ` term=STATE interpretation=DETAIL cnt=HITS id=CODE`."""
+    hits, fetched = source.get("hits"), source.get("fetched", 0)
+    detail = [str(source.get("error") or "")]
+    detail.append(f"{fetched} of {hits} fetched" if hits is not None else f"{fetched} fetched")
+    if source.get("unreadable"):
+        detail.append(f"{source['unreadable']} unreadable (first: {source.get('first_unreadable', '')})")
+    detail.append(f"{float(source.get('seconds', 0.0)):g} s")
+    return P.SubqueryReport(
+        subquery_id=str(source["code"]),
+        full_query=False,
+        expression=P.QueryTerm(str(source.get("state", "")), str(source.get("name") or "") or None),
+        interpretation=P.QueryTerm("; ".join(part for part in detail if part)),
+        count=int(hits) if hits is not None else None,
+    )
 
 
 def _package_version() -> str:

@@ -452,6 +452,87 @@ async def test_federated_database_over_sru_and_z3950(setup, store, tmp_path):
         assert marc_ids == ids
 
 
+async def yaz_client_output(url: str, commands: str) -> str:
+    """What yaz-client prints for these commands (UTF-8 negotiated, as a Chinese library's client would)."""
+    process = await asyncio.create_subprocess_exec(
+        "yaz-client", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(f"charset UTF-8\nopen {url}\n{commands}\nquit\n".encode()), 20)
+    return output.decode("utf-8", errors="replace")
+
+
+@contextlib.asynccontextmanager
+async def federated_z3950(store, targets, **settings):
+    """The project's Z39.50 server with a `federated` database over these targets."""
+    table = load_index_table()
+    network = dataclasses.replace(load_network(NETWORK), targets=targets)
+    service = SearchService(network, table, store)
+    fed = FederatedSearch(network, table, store, settings=FederationSettings(**settings))
+    fed.register(service)
+    server = await start_z3950_server(service, "127.0.0.1", 0)
+    try:
+        yield server
+    finally:
+        server.close()
+        await server.wait_closed()
+        await fed.aclose()
+
+
+async def test_z3950_search_response_names_each_source_and_a_failed_targets_reason(setup, store, zebra):
+    """Over Z39.50 the per-source status is in additionalSearchInfo: a searchResult-1 report that
+    yaz-client prints (one entry per source) and a characterInfo text per failed source; the
+    count's precision is resultSetStatus."""
+    closed = refused_port()
+    gone = Target("GONE", "关闭的目标", "z3950", f"tcp:127.0.0.1:{closed}/db", retries=0)
+    city = len(setup.hits("religion", on_city_side))
+    async with federated_z3950(store, [city_targets(zebra)[0], gone]) as server:
+        url = f"tcp:127.0.0.1:{server.port}/federated"
+        printed = await yaz_client_output(url, "find @attr 1=4 religion")
+        async with Z3950Client("127.0.0.1", server.port, database="federated") as origin:
+            found = await origin.search("@attr 1=4 religion")
+
+    # yaz-client: "SearchResult-1: term=ok interpretation=... cnt=N id=union , term=ok ... id=DYZ , term=failed ..."
+    assert f"Number of hits: {len(setup.expected_works('religion'))}" in printed, printed
+    assert "Result Set Status: subset" in printed, printed
+    [line] = [line for line in printed.splitlines() if line.startswith("SearchResult-1:")]
+    entries = [entry.strip() for entry in line.removeprefix("SearchResult-1:").split(" , ")]
+    assert [entry.rsplit(" id=", 1)[1] for entry in entries] == ["union", "DYZ", "GONE"], line
+    assert entries[1].startswith("term=ok interpretation=") and f"cnt={city} " in entries[1] + " "
+    assert entries[2].startswith(f"term=failed interpretation=cannot connect to 127.0.0.1:{closed}"), line
+    assert " cnt=" not in entries[2]                # it never said how many it had
+
+    # The project's client decodes the same report, and the characterInfo text naming the target.
+    response = found.response
+    assert found.count == len(setup.expected_works("religion"))
+    assert response.result_set_status == P.ResultSetStatus.SUBSET
+    reports = {r.subquery_id: r for r in response.search_info}
+    assert list(reports) == ["union", "DYZ", "GONE"] and not any(r.full_query for r in reports.values())
+    assert reports["DYZ"].expression == P.QueryTerm("ok", "东营市图书馆 (Z39.50)") and reports["DYZ"].count == city
+    assert reports["DYZ"].interpretation is not None
+    assert reports["DYZ"].interpretation.term.startswith(f"{city} of {city} fetched; ")
+    assert reports["GONE"].expression == P.QueryTerm("failed", "关闭的目标") and reports["GONE"].count is None
+    assert "cannot connect" in reports["GONE"].interpretation.term
+    [text] = response.search_info_texts
+    assert text.startswith("target GONE (关闭的目标): failed: cannot connect to 127.0.0.1:")
+
+
+async def test_z3950_says_when_the_count_is_an_estimate(setup, store, zebra):
+    async with federated_z3950(store, [city_targets(zebra, fetch_limit=5)[0]]) as server:
+        printed = await yaz_client_output(f"tcp:127.0.0.1:{server.port}/federated", "find @attr 1=4 economics")
+        async with Z3950Client("127.0.0.1", server.port, database="federated") as origin:
+            found = await origin.search("@attr 1=4 economics")
+            union = await origin.search("@attr 1=4 economics", databases=["union"])
+    assert "Result Set Status: estimate" in printed, printed
+    assert found.response.result_set_status == P.ResultSetStatus.ESTIMATE
+    assert found.response.search_info_texts == []          # every source answered
+    dyz = {r.subquery_id: r for r in found.response.search_info}["DYZ"]
+    city = len(setup.hits("economics", on_city_side))
+    assert dyz.count == city and dyz.interpretation.term.startswith(f"5 of {city} fetched; ")
+    # A database without sources to report sends nothing of the kind.
+    assert union.response.result_set_status is None and union.response.search_info == []
+
+
 # -- translation and records (no network) -----------------------------------------------------
 
 

@@ -224,3 +224,29 @@ def test_mutated_captured_pdus_never_escape_decode_error(path: Path, position: i
         codec.decode(bytes(data))
     except codec.PduDecodeError:
         pass
+
+
+def test_search_info_report_round_trips_in_additional_search_info():
+    report = [
+        P.SubqueryReport("union", False, P.QueryTerm("ok", "广饶县图书馆"), P.QueryTerm("21 of 21 fetched; 0.01 s"), None, 21),
+        P.SubqueryReport("GONE", False, P.QueryTerm("failed"), P.QueryTerm("cannot connect"), P.QueryTerm("retry later")),
+    ]
+    response = P.SearchResponse(30, result_set_status=P.ResultSetStatus.SUBSET, search_info=report,
+                                search_info_texts=["target GONE (关闭的目标): failed: cannot connect"])
+    for charset in ("utf-8", "gb18030"):
+        assert codec.decode(codec.encode(response, charset), charset) == response
+    # The SearchInfoReport is an EXTERNAL of searchResult-1 (1.2.840.10003.10.1): explicit [3] and
+    # [4] around the QueryExpression's implicit [1] term, the term itself a general [45] term.
+    data = codec.encode_search_info([P.SubqueryReport("G", False, P.QueryTerm("x"), count=2)])
+    assert data.hex() == "3015" "3013" "810147" "820100" "a308" "a106" "a104" "9f2d0178" "860102"
+    assert codec.decode_search_info(data) == [P.SubqueryReport("G", False, P.QueryTerm("x"), count=2)]
+
+
+def test_an_undecodable_search_info_report_costs_nothing_else():
+    good = codec.encode(P.SearchResponse(3, search_info=[P.SubqueryReport("A", count=3)]))
+    report = codec.encode_search_info([P.SubqueryReport("A", count=3)])
+    # Well-formed BER of another type in its place (an OCTET STRING of the same length).
+    broken = good.replace(report, b"\x04" + bytes([len(report) - 2]) + b"x" * (len(report) - 2))
+    assert broken != good and len(broken) == len(good)
+    decoded = codec.decode(broken)
+    assert isinstance(decoded, P.SearchResponse) and decoded.result_count == 3 and decoded.search_info == []

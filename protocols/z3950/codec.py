@@ -265,6 +265,83 @@ def _other_info_external(other_info: list | None, oid: str) -> bytes | None:
     return None
 
 
+# -- additionalSearchInfo: searchResult-1 and characterInfo ---------------------------------
+
+def _query_term_to(term: P.QueryTerm, charset: str) -> tuple:
+    value: dict[str, Any] = {"queryTerm": ("general", encode_text(term.term, charset))}
+    if term.comment is not None:
+        value["termComment"] = encode_text(term.comment, charset)
+    return ("term", value)
+
+
+def _query_term_from(value: tuple | None, charset: str) -> P.QueryTerm | None:
+    if value is None or value[0] != "term":
+        return None   # a QueryExpression of the `query` kind is not kept
+    term, _ = _term_from(value[1]["queryTerm"], charset)
+    return P.QueryTerm(str(term), decode_text(value[1].get("termComment"), charset))
+
+
+def encode_search_info(reports: list[P.SubqueryReport], charset: str = "utf-8") -> bytes:
+    """BER of a SearchInfoReport (the content of a searchResult-1 EXTERNAL)."""
+    entries = []
+    for report in reports:
+        entry: dict[str, Any] = {"fullQuery": report.full_query}
+        if report.subquery_id is not None:
+            entry["subqueryId"] = encode_text(report.subquery_id, charset)
+        for key, term in (("subqueryExpression", report.expression),
+                          ("subqueryInterpretation", report.interpretation),
+                          ("subqueryRecommendation", report.recommendation)):
+            if term is not None:
+                entry[key] = _query_term_to(term, charset)
+        if report.count is not None:
+            entry["subqueryCount"] = report.count
+        entries.append(entry)
+    return _spec().encode("SearchInfoReport", entries)
+
+
+def decode_search_info(data: bytes, charset: str = "utf-8") -> list[P.SubqueryReport]:
+    return [
+        P.SubqueryReport(
+            subquery_id=decode_text(entry.get("subqueryId"), charset),
+            full_query=bool(entry["fullQuery"]),
+            expression=_query_term_from(entry.get("subqueryExpression"), charset),
+            interpretation=_query_term_from(entry.get("subqueryInterpretation"), charset),
+            recommendation=_query_term_from(entry.get("subqueryRecommendation"), charset),
+            count=int(entry["subqueryCount"]) if "subqueryCount" in entry else None,
+        )
+        for entry in _spec().decode("SearchInfoReport", to_definite(data))
+    ]
+
+
+def _search_info_to(reports: list[P.SubqueryReport], texts: list[str], charset: str) -> list[dict]:
+    units: list[dict] = []
+    if reports:
+        units.append({"information": ("externallyDefinedInfo", _external(
+            P.SEARCH_RESULT_1, ("single-ASN1-type", encode_search_info(reports, charset))))})
+    units.extend({"information": ("characterInfo", encode_text(text, charset))} for text in texts)
+    return units
+
+
+def _search_info_from(units: list | None, charset: str) -> tuple[list[P.SubqueryReport], list[str]]:
+    """The searchResult-1 reports and characterInfo texts of an additionalSearchInfo. A report
+    that cannot be decoded is left out: it must not cost the client the search's answer."""
+    reports: list[P.SubqueryReport] = []
+    texts: list[str] = []
+    for unit in units or []:
+        kind, content = unit["information"]
+        if kind == "characterInfo":
+            texts.append(decode_text(content, charset) or "")
+        elif kind == "externallyDefinedInfo" and content.get("direct-reference") == P.SEARCH_RESULT_1:
+            encoding_kind, data = content["encoding"]
+            if encoding_kind != "single-ASN1-type":
+                continue
+            try:
+                reports.extend(decode_search_info(bytes(data), charset))
+            except Exception:  # asn1tools DecodeError, or a value of an unexpected shape
+                continue
+    return reports, texts
+
+
 # -- character-set negotiation ------------------------------------------------------------
 
 def _charset_choice_to(name: str) -> tuple:
@@ -570,6 +647,8 @@ def _enc_search_response(p: P.SearchResponse, cs: str) -> tuple:
     records = _records_to(p.records, p.diagnostics, cs)
     if records is not None:
         value["records"] = records
+    if p.search_info or p.search_info_texts:
+        value["additionalSearchInfo"] = _search_info_to(p.search_info, p.search_info_texts, cs)
     return ("searchResponse", _with_ref(value, p.reference_id))
 
 
@@ -841,6 +920,7 @@ def _dec_search_request(v: dict, cs: str) -> P.SearchRequest:
 def _dec_search_response(v: dict, cs: str) -> P.SearchResponse:
     records, diagnostics = _records_from(v.get("records"), cs)
     present_status = v.get("presentStatus")
+    search_info, texts = _search_info_from(v.get("additionalSearchInfo"), cs)
     return P.SearchResponse(
         result_count=int(v["resultCount"]),
         number_of_records_returned=int(v["numberOfRecordsReturned"]),
@@ -851,6 +931,8 @@ def _dec_search_response(v: dict, cs: str) -> P.SearchResponse:
         records=records,
         diagnostics=diagnostics,
         reference_id=v.get("referenceId"),
+        search_info=search_info,
+        search_info_texts=texts,
     )
 
 

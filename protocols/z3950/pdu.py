@@ -14,6 +14,8 @@ BIB1_ATTRIBUTE_SET = "1.2.840.10003.3.1"
 BIB1_DIAGNOSTIC_SET = "1.2.840.10003.4.1"
 DIAG_1_FORMAT = "1.2.840.10003.4.2"
 USER_INFO_1 = "1.2.840.10003.10.3"
+# UserInfoFormat-searchResult-1: a SearchInfoReport in a SearchResponse's additionalSearchInfo.
+SEARCH_RESULT_1 = "1.2.840.10003.10.1"
 CHARSET_NEGOTIATION = "1.2.840.10003.15.3"
 # YAZ's private character-set name record (octet-aligned name such as b"GBK").
 PRIVATE_CHARSET_NAME = "1.2.840.10003.15.1000.81.1"
@@ -320,6 +322,43 @@ class NamePlusRecord:
     record: RetrievalRecord | Diagnostic
 
 
+# -- search information (UserInfoFormat-searchResult-1) -----------------------------------------
+
+class ResultSetStatus(enum.IntEnum):
+    """SearchResponse resultSetStatus: the standard's three (for a failed search) and YAZ's
+    `estimate` (a hit count that is an estimate, sent with a successful search)."""
+
+    SUBSET = 1
+    INTERIM = 2
+    NONE = 3
+    ESTIMATE = 4
+
+
+@dataclass(frozen=True)
+class QueryTerm:
+    """A QueryExpression of the `term` kind: the term (sent as a general term) and its comment."""
+
+    term: str
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class SubqueryReport:
+    """One entry of a SearchInfoReport (UserInfoFormat-searchResult-1, 1.2.840.10003.10.1).
+
+    yaz-client prints an entry as ` term=EXPRESSION interpretation=INTERPRETATION cnt=COUNT id=ID`
+    (terms only, not their comments); ZOOM exposes it as `searchresult.N.id`,
+    `.subquery.term`, `.interpretation.term`, `.count`. A QueryExpression of the `query` kind
+    is decoded as None."""
+
+    subquery_id: str | None = None
+    full_query: bool = False
+    expression: QueryTerm | None = None
+    interpretation: QueryTerm | None = None
+    recommendation: QueryTerm | None = None
+    count: int | None = None
+
+
 # -- PDUs ---------------------------------------------------------------------------------
 
 @dataclass
@@ -374,11 +413,14 @@ class SearchResponse:
     number_of_records_returned: int = 0
     next_result_set_position: int = 1
     search_status: bool = True
-    result_set_status: int | None = None  # 1 subset, 2 interim, 3 none, 4 estimate
+    result_set_status: int | None = None  # a ResultSetStatus: 1 subset, 2 interim, 3 none, 4 estimate
     present_status: PresentStatus | None = None
     records: list[NamePlusRecord] | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)  # non-surrogate
     reference_id: bytes | None = None
+    # additionalSearchInfo (version 3): a SearchInfoReport (searchResult-1) and characterInfo texts.
+    search_info: list[SubqueryReport] = field(default_factory=list)
+    search_info_texts: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -66,8 +66,21 @@ class SessionInfo:
     user: str | None = None
 
 
+@dataclass(frozen=True)
+class SearchReport:
+    """What a search says besides its count, for the SearchResponse: `result_set_status`
+    (sent with a successful search: YAZ's `estimate` for an estimated count, `subset` for a
+    count that is a minimum because part of the search failed), and additionalSearchInfo (sent
+    only in a version 3 association): a searchResult-1 SearchInfoReport and characterInfo texts."""
+
+    result_set_status: P.ResultSetStatus | None = None
+    search_info: tuple[P.SubqueryReport, ...] = ()
+    texts: tuple[str, ...] = ()
+
+
 class ResultSetHandle(Protocol):
-    """A backend's result set; the server only needs its size."""
+    """A backend's result set: its size, and optionally (an attribute `report`, None when
+    there is nothing to say) a `SearchReport` the search response carries."""
 
     @property
     def size(self) -> int: ...
@@ -119,6 +132,7 @@ class _State:
     preferred_message_size: int = 0
     exceptional_record_size: int = 0
     result_sets: dict[str, ResultSetHandle] = field(default_factory=dict)
+    version_3: bool = False           # version 3 is in force (additionalSearchInfo may be sent)
 
 
 class Session:
@@ -259,7 +273,8 @@ class Session:
             return False
         if request.authentication is not None:
             self.info.user = request.authentication.credentials()[0]
-        self.state = _State(True, options, response.preferred_message_size, response.exceptional_record_size)
+        self.state = _State(True, options, response.preferred_message_size, response.exceptional_record_size,
+                            version_3=3 in response.versions)
         await self._send(response)
         # Switch only after the InitResponse: it still goes out in the default encoding.
         if charset_response is not None and charset_response.charset:
@@ -298,22 +313,34 @@ class Session:
             self.state.result_sets.pop(name, None)
             return P.SearchResponse(0, 0, 1, False, 3, None, None, [diagnostic.diagnostic()], request.reference_id)
         self.state.result_sets[name] = result
+        response = self._reported(P.SearchResponse(result.size, 0, 1, True, reference_id=request.reference_id),
+                                  getattr(result, "report", None))
         size = result.size
-        if size == 0:
-            return P.SearchResponse(0, 0, 1, True, reference_id=request.reference_id)
         if size <= request.small_set_upper_bound:
             count, element_set = size, request.small_set_element_set_name
         elif size < request.large_set_lower_bound:
             count, element_set = min(request.medium_set_present_number, size), request.medium_set_element_set_name
         else:
             count, element_set = 0, None
-        if count <= 0:
-            return P.SearchResponse(size, 0, 1, True, reference_id=request.reference_id)
+        if size == 0 or count <= 0:
+            return response
         records, status, diagnostics = await self._records(
             result, 1, count, request.preferred_record_syntax, (), element_set)
         returned = len(records or [])
-        return P.SearchResponse(size, returned, returned + 1, True, None, status, records, diagnostics,
-                                request.reference_id)
+        response.number_of_records_returned, response.next_result_set_position = returned, returned + 1
+        response.present_status, response.records, response.diagnostics = status, records, diagnostics
+        return response
+
+    def _reported(self, response: P.SearchResponse, report: SearchReport | None) -> P.SearchResponse:
+        """The response with what the backend's report says (additionalSearchInfo only in version 3)."""
+        if not isinstance(report, SearchReport):
+            return response
+        if report.result_set_status is not None:
+            response.result_set_status = int(report.result_set_status)
+        if self.state.version_3:
+            response.search_info = list(report.search_info)
+            response.search_info_texts = list(report.texts)
+        return response
 
     def _check_result_set_name(self, name: str, replace: bool) -> None:
         if P.Option.NAMED_RESULT_SETS not in self.state.options and name != "default":
