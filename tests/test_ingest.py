@@ -514,6 +514,114 @@ async def test_demo_catalogue_merges_into_exactly_the_works_the_generator_made(r
     assert again.unchanged == 300
 
 
+# -- the master record and provenance ---------------------------------------------------------------
+
+
+def marc_size(record: pymarc.Record) -> int:
+    """Fields plus subfields, counted on the record as written (the master rule's measure)."""
+    return sum(1 if f.is_control_field() else 1 + len(f.subfields) for f in record.fields)
+
+
+def trimmed(record: pymarc.Record) -> pymarc.Record:
+    """A branch's brief record of the same book: fixed data, ISBN, author, title, imprint only."""
+    brief = pymarc.Record(leader=str(record.leader), force_utf8=True)
+    for existing in record.fields:
+        if existing.tag in ("008", "020", "100", "245", "260", "264"):
+            brief.add_field(existing)
+    return brief
+
+
+@pytest.fixture(scope="module")
+def works(loc_records) -> list[int]:
+    """LoC records (by position) with one ISBN each, subjects (650) and an LC class (050): distinct books."""
+    chosen, isbns = [], set()
+    for n, record in enumerate(loc_records):
+        values = [v.split(" ")[0] for f in record.get_fields("020") for v in f.get_subfields("a")]
+        if len(values) == 1 and len(values[0]) in (10, 13) and values[0] not in isbns \
+                and record.get_fields("650") and record.get_fields("050"):
+            chosen.append(n)
+            isbns.add(values[0])
+    assert len(chosen) >= 12
+    return chosen[:12]
+
+
+async def test_master_is_the_hubs_record_else_the_most_complete_and_provenance_is_kept(
+        run, store, policy, tmp_path, loc_records, works):
+    hub, room, koha = policy.libraries["GR"], policy.libraries[READING_ROOM], policy.libraries[KOHA_BRANCH]
+    hub_first, complete_later, complete_first = works[0:4], works[4:8], works[8:12]
+    sent: dict[tuple[str, str], tuple[pymarc.Record, str, set[str]]] = {}  # (library, id) -> record, batch, barcodes
+
+    async def send(library, source_code: str, numbers, brief: bool, batch: str, items: int = 1) -> None:
+        copies, barcodes = [], {}
+        for n in numbers:
+            codes = [barcode(library, n * 10 + i) for i in range(items)]
+            copies.append(library_copy(trimmed(loc_records[n]) if brief else loc_records[n], f"{library.code}-{n:05d}",
+                                       [holdings_field(library, source_code, code) for code in codes]))
+            barcodes[f"{library.code}-{n:05d}"] = set(codes)
+        path = write_export(tmp_path / f"{batch}.mrc", copies)
+        with open(path, "rb") as handle:  # the records as the file holds them, read by pymarc
+            for written in pymarc.MARCReader(handle, to_unicode=True, force_utf8=True):
+                source_id = written["001"].data
+                sent[(library.code, source_id)] = (written, batch, barcodes[source_id])
+        report = await run([path], batch_id=batch)
+        assert report.files[0].library == library.code and report.quarantined == 0
+
+    # 1. The reading room's full records, then the hub's brief ones: the hub's record is the master
+    #    although it came later and says less.
+    await send(room, READING_ROOM, hub_first, brief=False, batch="fy-2026-01")
+    await send(hub, "GRL", hub_first, brief=True, batch="gr-2026-02")
+    # 2. Two branches, no hub: the Koha branch's brief record first, the room's full one later; and
+    #    the other way round. The more complete record is the master either way.
+    await send(koha, "XZBM", complete_later, brief=True, batch="xzbm-2026-03", items=2)
+    await send(room, READING_ROOM, complete_later, brief=False, batch="fy-2026-04")
+    await send(room, READING_ROOM, complete_first, brief=False, batch="fy-2026-05")
+    await send(koha, "XZBM", complete_first, brief=True, batch="xzbm-2026-06", items=2)
+
+    def expected_master(n: int) -> tuple[str, str]:
+        if n in hub_first:
+            return ("GR", f"GR-{n:05d}")
+        full, brief = sent[(READING_ROOM, f"{READING_ROOM}-{n:05d}")][0], sent[(KOHA_BRANCH, f"{KOHA_BRANCH}-{n:05d}")][0]
+        assert marc_size(full) > marc_size(brief)  # even with the branch's two item fields
+        return (READING_ROOM, f"{READING_ROOM}-{n:05d}")
+
+    for n in works:
+        record = await record_of(store, READING_ROOM, f"{READING_ROOM}-{n:05d}")
+        master_library, master_id = expected_master(n)
+        assert record.master == (master_library, master_id), n
+        master_marc, _, _ = sent[(master_library, master_id)]
+        expected_marc = master_marc.as_dict()
+        expected_marc["leader"] = unicode_leader(expected_marc["leader"], MarcFormat.MARC21)
+        assert record.master_contribution.marc == expected_marc
+        # The shown record's values are the master's: the brief hub record has no subjects or LC class.
+        subjects = [v for f in loc_records[n].get_fields("650") for v in f.get_subfields("a")]
+        if master_library == "GR":
+            assert not record.fields.get("subject") and not record.fields.get("lcc")
+        else:
+            assert record.fields.get("lcc") and all(
+                any(value.startswith(subject.rstrip(" .")) for value in record.fields["subject"]) for subject in subjects)
+        # Provenance: every library's contribution with its source record id and the batch it came in.
+        libraries = {"GR", READING_ROOM} if n in hub_first else {READING_ROOM, KOHA_BRANCH}
+        expected_provenance = {(code, f"{code}-{n:05d}", sent[(code, f"{code}-{n:05d}")][1]) for code in libraries}
+        assert {(c.library, c.source_id, c.batch) for c in record.contributions} == expected_provenance
+        for contribution in record.contributions:
+            _, _, codes = sent[(contribution.library, contribution.source_id)]
+            assert {i.barcode for i in contribution.items} == codes
+            assert all(i.library == contribution.library and i.source_record == contribution.source_id
+                       for i in contribution.items)
+
+    # 3. The hub withdraws its record (leader/05 d): the master falls to the most complete one left.
+    n = hub_first[0]
+    deletion = library_copy(trimmed(loc_records[n]), f"GR-{n:05d}", [])
+    deletion.leader = pymarc.Leader(str(deletion.leader)[:5] + "d" + str(deletion.leader)[6:])
+    report = await run([write_export(tmp_path / "gr-delete.mrc", [deletion])], library="GR", batch_id="gr-2026-07")
+    assert (report.read, report.updated) == (1, 1)
+    record = await record_of(store, READING_ROOM, f"{READING_ROOM}-{n:05d}")
+    assert record.master == (READING_ROOM, f"{READING_ROOM}-{n:05d}")
+    assert {(c.library, c.source_id, c.batch) for c in record.contributions} == {
+        (READING_ROOM, f"{READING_ROOM}-{n:05d}", "fy-2026-01")}
+    assert record.fields.get("lcc")
+
+
 # -- barcode policy ------------------------------------------------------------------------------------
 
 
