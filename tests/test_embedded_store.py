@@ -2,7 +2,8 @@
 readers in other processes while one writes, replacing and deleting records, live item
 status, and rebuilding its index rows when the index table changes.
 
-(Query semantics are in test_store_conformance.py.)
+(Query semantics are in test_store_conformance.py, against an independent evaluator; the
+Chinese, folding and ISBN promises are also checked here with literal answers.)
 """
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pymarc
 import pytest
 
 from corpus import generated_records, handmade_records, small_corpus
 from indexer.embedded import DATABASE_NAME, EmbeddedStore
+from indexer.extract import analyse
 from indexer.indexes import IndexTable, load_index_table
-from indexer.model import Availability, Item, ItemStatusUpdate, UnionRecord
+from indexer.model import Availability, Contribution, Item, ItemStatusUpdate, MarcFormat, UnionRecord
 from indexer.query import (
     And,
     Clause,
@@ -330,6 +333,63 @@ def test_database_is_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
 
     asyncio.run(check())
     assert os.path.exists(tmp_path / DATABASE_NAME)
+
+
+def catalogued(record_id: str, marc_format: MarcFormat, *fields: tuple[str, str, str]) -> UnionRecord:
+    """A union record of one library's MARC record (tag, subfield code, value), extracted as ingest does."""
+    leader = "     nam0 22        450 " if marc_format is MarcFormat.CNMARC else "     nam a22        4500"
+    marc = pymarc.Record(force_utf8=True, leader=leader)
+    for tag, code, value in fields:
+        marc.add_field(pymarc.Field(tag=tag, indicators=pymarc.Indicators("1", "0"), subfields=[pymarc.Subfield(code, value)]))
+    analysis = analyse(marc, marc_format, TABLE)
+    contribution = Contribution("HUB", record_id, marc_format, marc.as_dict())
+    return UnionRecord(record_id, [contribution], ("HUB", record_id), fields=analysis.fields,
+                       match_keys=list(analysis.match_keys))
+
+
+async def test_chinese_words_latin_folding_and_both_isbn_forms(tmp_path: Path) -> None:
+    """Issue 4's literal promises, as a reader would type them, on records extracted from MARC."""
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    try:
+        await store.upsert([
+            catalogued("c1", MarcFormat.CNMARC, ("010", "a", "978-7-5013-3019-5"), ("200", "a", "图书馆学基础"),
+                       ("700", "a", "吴慰慈")),
+            catalogued("c2", MarcFormat.CNMARC, ("010", "a", "7-5037-1744-0"), ("200", "a", "图书馆")),
+            catalogued("m3", MarcFormat.MARC21, ("020", "a", "0-19-953556-6 (pbk.)"), ("100", "a", "Müller, Jürgen."),
+                       ("245", "a", "Über die Bibliothek /")),
+            catalogued("c4", MarcFormat.CNMARC, ("200", "a", "基础会计学"), ("700", "a", "李明")),
+        ])
+
+        async def hits(index: str, relation: Relation, term: str) -> list[str]:
+            result = await store.search(SearchRequest(Clause(index, relation, term), limit=100))
+            assert result.total == len(result.ids)
+            return sorted(result.ids)
+
+        assert await hits("title", Relation.PHRASE, "图书馆") == ["c1", "c2"]
+        assert await hits("title", Relation.PHRASE, "图书馆学基础") == ["c1"]
+        assert await hits("title", Relation.PHRASE, "馆学") == ["c1"]
+        assert await hits("title", Relation.PHRASE, "基础") == ["c1", "c4"]
+        assert await hits("title", Relation.PHRASE, "基础图书") == []
+        assert await hits("title", Relation.ALL, "基础 图书馆") == ["c1"]
+        assert await hits("anywhere", Relation.PHRASE, "图书馆") == ["c1", "c2"]
+        # Latin case and diacritics fold both ways; full-width letters fold too.
+        for term in ("Muller", "muller", "MÜLLER", "müller", "MULLER"):
+            assert await hits("creator", Relation.PHRASE, term) == ["m3"], term
+        assert await hits("creator", Relation.PHRASE, "jurgen muller") == []  # the order of the value
+        assert await hits("title", Relation.PHRASE, "uber die") == ["m3"]
+        assert await hits("title", Relation.PHRASE, "ｂｉｂｌｉｏｔｈｅｋ") == ["m3"]
+        assert await hits("title", Relation.EXACT, "UBER DIE BIBLIOTHEK") == ["m3"]
+        # One book by its ISBN-13 and its ISBN-10, with or without hyphens, whichever the record held.
+        for form in ("9787501330195", "978-7-5013-3019-5", "7501330190", "7-5013-3019-0"):
+            assert await hits("isbn", Relation.EXACT, form) == ["c1"], form
+        for form in ("7503717440", "7-5037-1744-0", "9787503717444", "978-7-5037-1744-4"):
+            assert await hits("isbn", Relation.EXACT, form) == ["c2"], form
+        assert await hits("isbn", Relation.PHRASE, "0199535566") == ["m3"]
+        assert await hits("isbn", Relation.EXACT, "9780199535569") == ["m3"]
+        assert await hits("isbn", Relation.EXACT, "7501330191") == []  # a wrong check digit finds nothing
+    finally:
+        await store.close()
 
 
 async def test_relevance_puts_title_matches_first(tmp_path: Path) -> None:
