@@ -9,8 +9,13 @@ only), `location` a new shelving location (left as it is when absent).
 problem (`items[3].due_date: ...`, `file.csv:7: ...`); nothing is applied from input with any.
 `apply_updates` then checks each update against the scope of the library sending it (its
 token's library: `federation.availability.token_scope`), except returns, which any library
-may record when the network returns anywhere; if any update falls outside that scope, nothing
-is applied and the report lists the violations. Otherwise every update whose barcode is in the
+may record when the network returns anywhere. What is checked is the library that owns the
+item's barcode: the one whose barcode range holds it (`federation.availability.lookup_barcode`,
+as `GET /barcodes/{barcode}` answers), not the library the catalogue shows it at, which
+differs when `barcode_policy: warn` let a copy with another library's barcode in. A barcode in
+no library's range (also only under `warn`) is decided by the library holding the copy: no
+range says otherwise, and refusing would leave such copies to the hub alone. If any update
+falls outside the scope, nothing is applied and the report lists the violations. Otherwise every update whose barcode is in the
 catalogue is applied in one store call (atomic in the embedded store) and each is reported as
 accepted or rejected with its reason. Applying the same batch again changes nothing and gives
 the same results (with `changed: false`).
@@ -25,6 +30,7 @@ from datetime import date
 from typing import Any, Iterable, Mapping, Sequence
 
 from federation.availability import RETURN_STATUSES, is_return, lookup_barcode, token_scope
+from federation.rules import Network
 from federation.search import SearchService
 from indexer.model import Availability, Item, ItemStatusUpdate
 
@@ -211,21 +217,22 @@ class ItemResult:
     accepted: bool
     changed: bool = False
     record: str | None = None
-    library: str | None = None         # the library the item belongs to
+    library: str | None = None         # the library the catalogue holds the item at
+    owner: str | None = None           # the library whose barcode range holds the barcode
     returned: bool = False             # recorded as a return by another library
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "barcode": self.barcode, "accepted": self.accepted,
                 "changed": self.changed, "record": self.record, "library": self.library,
-                "returned": self.returned, "reason": self.reason}
+                "owner": self.owner, "returned": self.returned, "reason": self.reason}
 
 
 @dataclass(frozen=True)
 class ScopeViolation:
     index: int
     barcode: str
-    library: str
+    library: str                       # the library whose scope it is (see `scope_owner`)
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -265,6 +272,30 @@ def _may_record_return(item: Item, update: ItemStatusUpdate) -> bool:
         update.availability in RETURN_STATUSES and _unchanged(item, update))
 
 
+@dataclass(frozen=True)
+class ScopeOwner:
+    """Whose item an update touches, for token scope: `library` owns the barcode's range
+    (`range` is that range), or, for a barcode in no range, `library` holds the copy."""
+
+    library: str
+    range: str | None
+
+    def describe(self, barcode: str, held_at: str) -> str:
+        if self.range is None:
+            return f"{barcode} belongs to {self.library} (in no library's barcode range: the library holding it decides)"
+        where = f"; held at {held_at}" if held_at != self.library else ""
+        return f"{barcode} belongs to {self.library} (barcode range {self.range}{where})"
+
+
+def scope_owner(network: Network, barcode: str, item: Item) -> ScopeOwner:
+    """The library whose token scope covers an update of `item`: the owner of the barcode's
+    range; the holding library when no range has the barcode."""
+    owner = lookup_barcode(network, barcode)
+    if owner.code is not None:
+        return ScopeOwner(owner.code, owner.range)
+    return ScopeOwner(item.library, None)
+
+
 async def current_items(service: SearchService, barcodes: Iterable[str]) -> dict[str, tuple[str, Item]]:
     """barcode -> (union record id, item) for the barcodes the catalogue holds."""
     wanted = list(dict.fromkeys(barcodes))
@@ -288,7 +319,7 @@ async def apply_updates(service: SearchService, updates: Sequence[ItemStatusUpda
     return_anywhere = network.rules.circulation.return_anywhere
     current = await current_items(service, (u.barcode for u in updates))
     report = StatusReport()
-    pending: list[tuple[int, ItemStatusUpdate, str, Item, bool]] = []
+    pending: list[tuple[int, ItemStatusUpdate, str, Item, ScopeOwner, bool]] = []
     for index, update in enumerate(updates):
         found = current.get(update.barcode)
         if found is None:
@@ -298,31 +329,33 @@ async def apply_updates(service: SearchService, updates: Sequence[ItemStatusUpda
                                              reason=f"unknown barcode: no item in the catalogue has it ({where})"))
             continue
         record_id, item = found
+        owner = scope_owner(network, update.barcode, item)
         returned = False
-        if scope is not None and item.library not in scope:
+        if scope is not None and owner.library not in scope:
             if return_anywhere and _may_record_return(item, update):
                 returned = True
             else:
-                why = (f"{update.barcode} belongs to {item.library}, outside {library}'s scope "
+                why = (f"{owner.describe(update.barcode, item.library)}, outside {library}'s scope "
                        f"({', '.join(sorted(scope))})")
                 if update.availability in RETURN_STATUSES and return_anywhere:
                     why += f"; only a return of a copy on loan may be recorded by any library (it is {item.availability.value})"
                 elif update.availability in RETURN_STATUSES:
                     why += "; this network does not return anywhere (rules.circulation.return_anywhere)"
-                report.violations.append(ScopeViolation(index, update.barcode, item.library, why))
+                report.violations.append(ScopeViolation(index, update.barcode, owner.library, why))
                 continue
-        pending.append((index, update, record_id, item, returned))
+        pending.append((index, update, record_id, item, owner, returned))
     if report.violations:
         report.results = []
         return report
     outcomes = await service.update_items([p[1] for p in pending]) if pending else []
-    for (index, update, record_id, item, returned), outcome in zip(pending, outcomes):
+    for (index, update, record_id, item, owner, returned), outcome in zip(pending, outcomes):
         reason = outcome.reason
         if outcome.applied and returned:
-            reason = f"return recorded by {library} for {item.library} (rules.circulation.return_anywhere)"
+            reason = f"return recorded by {library} for {owner.library} (rules.circulation.return_anywhere)"
         report.results.append(ItemResult(index, update.barcode, outcome.applied,
                                          changed=outcome.applied and not _unchanged(item, update),
                                          record=outcome.record_id or record_id, library=item.library,
+                                         owner=owner.library if owner.range is not None else None,
                                          returned=returned, reason=reason))
     report.results.sort(key=lambda r: r.index)
     return report

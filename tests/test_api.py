@@ -729,7 +729,7 @@ def test_items_status_command(catalogue: Catalogue, network: Network, tmp_path: 
     common = ("--config", str(GUANGRAO), "--data-dir", str(store_dir))
     scoped = federation_cli("items-status", *common, "--library", "GR-DW", str(csv_file))
     assert scoped.returncode == 1
-    assert f"loans.csv:3: {hubs} belongs to GR, outside GR-DW's scope" in scoped.stderr
+    assert f"loans.csv:3: {hubs} belongs to GR (barcode range GR00000001-GR00999999), outside GR-DW's scope" in scoped.stderr
     assert "nothing was applied" in scoped.stderr
     applied = federation_cli("items-status", *common, "--json", str(csv_file))
     assert applied.returncode == 2, applied.stderr

@@ -6,8 +6,9 @@ available, on_loan, in_transit, on_hold, reference_only, lost, missing, withdraw
 are required, `due_date` (YYYY-MM-DD) and `location` optional. The whole file is checked
 first: with any malformed row nothing is applied and every problem is printed as
 `file:line: column: message`. `--library CODE` applies the file with that library's scope,
-as its API token would (its items and those of the libraries under it; returns of any item);
-without it the file is applied for the whole network.
+as its API token would (items whose barcodes are in its ranges and those of the libraries under
+it, a barcode in no range by the library holding the copy; returns of any item); without it the
+file is applied for the whole network.
 
 Exit status: 0 every row applied; 2 rows applied but some rejected (unknown barcodes, listed);
 1 nothing applied (bad input, an item outside --library's scope, bad rule set, a store that
