@@ -11,6 +11,7 @@ store.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import urllib.error
 import urllib.parse
@@ -126,6 +127,17 @@ class InputRecord:
         return [self.path.stem] * len(fields)
 
     @property
+    def items(self) -> list[dict[str, str]]:
+        """The items of a demo export as its library's holdings spec in the rule set's YAML reads
+        them: library (the export's code), barcode, location, call_number."""
+        if self.path.parent.name != "demo":
+            return []
+        spec = holdings_spec(self.path.stem)
+        return [{"library": self.path.stem, **{key: (field.get_subfields(spec[key]) or [""])[0]
+                                                for key in ("barcode", "location", "call_number")}}
+                for field in self.record.get_fields(spec["tag"])]
+
+    @property
     def work(self) -> tuple[str, ...]:
         """Which work the record describes: its ISBN-13, else its ISSN, else its title, first author and year."""
         for raw in self.subfields("010", "a") if self.unimarc else self.subfields("020", "a"):
@@ -148,9 +160,17 @@ class InputRecord:
         return ("title", self.title.strip(" /:;,."), " ".join(parts), author, "".join(c for c in "".join(year[:1]) if c.isdigit())[:4])
 
 
+@functools.lru_cache(maxsize=1)
 def rule_set() -> dict:
-    """The Guangrao rule set as plain YAML (not through federation.rules)."""
+    """The Guangrao rule set as plain YAML (not through federation.rules); shared, do not modify."""
     return yaml.safe_load(NETWORK.read_text(encoding="utf-8"))
+
+
+def holdings_spec(code: str) -> dict[str, str]:
+    """Where a library's exports keep items: its own `holdings`, else the network default."""
+    network = rule_set()
+    library = next(library for library in network["libraries"] if library["code"] == code)
+    return library.get("holdings") or network["rules"]["cataloguing"]["holdings"]
 
 
 def library_tiers() -> dict[str, str]:

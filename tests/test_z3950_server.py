@@ -20,7 +20,7 @@ from indexer.analysis import normalize_isbn
 from protocols.z3950 import pdu as P
 from protocols.z3950.client import Z3950Client
 from protocols.z3950.server import ServerLimits
-from sru_support import build_catalogue, input_records
+from sru_support import build_catalogue, input_records, library_tiers, rule_set
 from z3950_support import Z3950ThreadServer, marcdump_xml, running_server, yaz_client, zoomsh
 
 MARC = {"m": "http://www.loc.gov/MARC21/slim"}
@@ -90,11 +90,36 @@ def test_gbk_is_accepted_when_proposed(server, inputs):
     assert hits(output) == [len({r.work for r in inputs if "图书馆" in r.title})]
 
 
+UTF8_ENCODING_LEVEL = "encodingLevel OID: 1 0 10646 1 0 8"     # ISO 10646 UTF-8 (Z39.50-1995 Amendment 3)
+
+
+def apdu(log: str, name: str) -> str:
+    """One PDU of zoomsh's APDU log (`set apdulog 1`), from its name to its closing brace."""
+    found = re.search(rf"^{name} \{{\n(.*?)^\}}$", log, re.M | re.S)
+    assert found, f"no {name} in the APDU log:\n{log}"
+    return found.group(1)
+
+
 def test_zoomsh_negotiates_utf8(server, inputs):
-    done = zoomsh(server, ["search @attr 1=4 图书馆"])
+    """The APDU log shows the negotiation itself: zoomsh proposes UTF-8 and our Init response
+    selects it, records included; without `set charset` neither side says anything about it."""
+    done = zoomsh(server, ["search @attr 1=4 图书馆"], settings=("set charset UTF-8", "set apdulog 1"))
     assert done.returncode == 0, done.stdout + done.stderr
     expected = len({r.work for r in inputs if "图书馆" in r.title})
-    assert f": {expected} hits" in done.stdout
+    assert re.findall(r": (\d+) hits$", done.stdout, re.M) == [str(expected)]
+    log = done.stdout + done.stderr
+    proposal = apdu(log, "initRequest")
+    assert re.search(r"OID: 1 2 840 10003 15 3\b.*proposal \{.*proposedCharSets \{\s*iso10646 \{\s*"
+                     + UTF8_ENCODING_LEVEL, proposal, re.S), proposal
+    response = apdu(log, "initResponse")
+    assert re.search(r"OID: 1 2 840 10003 15 3\b.*response \{\s*selectedCharSets \{\s*iso10646 \{\s*"
+                     + UTF8_ENCODING_LEVEL + r"\s*\}\s*\}\s*recordsInSelectedCharSets TRUE", response, re.S), response
+    # The Chinese term went out as UTF-8 bytes.
+    assert "general OCTETSTRING(len=9) \\XE5\\X9B\\XBE\\XE4\\XB9\\XA6\\XE9\\XA6\\X86" in apdu(log, "searchRequest")
+    plain = zoomsh(server, ["search @attr 1=4 图书馆"], settings=("set apdulog 1",))
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    quiet = plain.stdout + plain.stderr
+    assert "proposedCharSets" not in apdu(quiet, "initRequest") and "selectedCharSets" not in apdu(quiet, "initResponse")
 
 
 def test_authentication_against_the_rule_set(server):
@@ -234,6 +259,30 @@ def test_library_and_tier_databases(server, inputs):
     assert hits(output) == [len(held)]
 
 
+def opac_holdings(output: str) -> list[dict[str, str]]:
+    """yaz-client's display of OPAC holdings entries ("Data holdings N" blocks) as field -> value."""
+    blocks = re.findall(r"^Data holdings \d+\n(.*?)(?=^Data holdings |^nextResultSetPosition|^\[|\Z)", output, re.M | re.S)
+    return [dict(re.findall(r"^ ?(\w+): (.*)$", block, re.M)) for block in blocks]
+
+
+@pytest.mark.parametrize("tier", ["hub", "branch", "mobile"])
+def test_tier_databases_give_only_what_the_tier_holds(server, inputs, tier):
+    """A tier database finds the works with an item in one of the tier's libraries (the tier of
+    each library read from the rule set) and shows only those items."""
+    members = {code for code, t in library_tiers().items() if t == tier}
+    held = {r.work for r in inputs if members & set(r.holdings_libraries)}
+    titled = {r.work for r in inputs if "图书馆" in r.title} & held
+    everything = {r.work for r in inputs}
+    assert 0 < len(held) < len(everything)
+    shown = min(3, len(held))
+    output = yaz_client(server, ["find @attr 1=4 图书馆", "find @attr 1=1016 @attr 2=103 x",
+                                 "format opac", f"show 1+{shown}"], database=tier)
+    assert hits(output) == [len(titled), len(held)]
+    holdings = opac_holdings(output)
+    assert holdings and {h["nucCode"] for h in holdings} <= members
+    assert output.count("Record type: OPAC") == shown
+
+
 # -- present -----------------------------------------------------------------------------------
 
 def test_present_usmarc_checked_by_yaz_marcdump(server, inputs, tmp_path):
@@ -319,6 +368,56 @@ def test_present_xml_sutrs_opac_and_brief(server):
     assert set(brief_tags) <= BRIEF_UNIMARC_TAGS
 
 
+@pytest.mark.parametrize("library, cnmarc_master", [
+    ("GR", True),          # items in CNMARC 905
+    ("GR-FY", True),       # items in MARC21 852, of a work that also has CNMARC records
+    ("GR-XZBM", False),    # items in Koha's 952, of a work catalogued in MARC21 only
+])
+def test_opac_holdings_of_known_items_and_their_marc(server, inputs, tmp_path, library, cnmarc_master):
+    """Every item of one work, from the input files: owning library, its name, shelving location,
+    exact call number and barcode in the OPAC holdings; the OPAC record's MARC (checked by
+    yaz-marcdump) carries the same items in 905 (CNMARC) or 852 (MARC21)."""
+    record = next(r for r in inputs if r.path.stem == library and r.items and r.record["001"]
+                  and any(other.unimarc for other in inputs if other.work == r.work) == cnmarc_master)
+    items = [item for r in inputs if r.work == record.work for item in r.items]
+    names = {entry["code"]: entry["names"]["zh"] for entry in rule_set()["libraries"]}
+    tiers = library_tiers()
+    marc_file = tmp_path / "opac.mrc"
+    output = yaz_client(server, [f"find @attr 1=1032 {record.record['001'].data}", "format opac", "show 1"],
+                        marc_file=marc_file)
+    assert hits(output) == [1]
+    assert "Record type: OPAC" in output
+    holdings = {h["itemId"]: h for h in opac_holdings(output)}
+    assert set(holdings) == {item["barcode"] for item in items}
+    for item in items:
+        entry = holdings[item["barcode"]]
+        assert entry["nucCode"] == item["library"]
+        assert entry["localLocation"] == names[item["library"]]
+        assert entry["shelvingLocation"] == item["location"]
+        assert entry["callNumber"] == item["call_number"]
+    # The bibliographic part of the OPAC record, as yaz-client saved it, read back by yaz-marcdump.
+    (marc,) = etree.fromstring(marcdump_xml(marc_file)).findall("m:record", MARC)
+    union_id = marc.findtext("m:controlfield[@tag='001']", namespaces=MARC)
+    assert re.fullmatch(r"u[0-9a-z]+", union_id) and f"\n001 {union_id}\n" in output
+    sources = marc.xpath("m:datafield[@tag='035']/m:subfield[@code='a']/text()", namespaces=MARC)
+    assert f"({library}){record.record['001'].data}" in sources
+    # The work is presented in its master record's format (a MARC21 export's items join a CNMARC
+    # master): items in 905 for CNMARC, 852 for MARC21.
+    assert (marc.find("m:datafield[@tag='200']", MARC) is not None) == cnmarc_master
+    assert (marc.find("m:datafield[@tag='245']", MARC) is None) == cnmarc_master
+    if cnmarc_master:
+        tag, codes = "905", {"library": "a", "barcode": "b", "location": "c", "call_number": "s", "tier": "x"}
+        title = "".join(marc.xpath("m:datafield[@tag='200']/m:subfield[@code='a']/text()", namespaces=MARC))
+    else:
+        tag, codes = "852", {"library": "b", "barcode": "p", "location": "c", "call_number": "h", "tier": "x"}
+        title = "".join(marc.xpath("m:datafield[@tag='245']/m:subfield[@code='a']/text()", namespaces=MARC))
+    assert title.strip(" /:;,.") in {r.title.strip(" /:;,.") for r in inputs if r.work == record.work}
+    in_marc = sorted(tuple(field.findtext(f"m:subfield[@code='{code}']", namespaces=MARC) for code in codes.values())
+                     for field in marc.findall(f"m:datafield[@tag='{tag}']", MARC))
+    assert in_marc == sorted((i["library"], i["barcode"], i["location"], i["call_number"], tiers[i["library"]])
+                             for i in items)
+
+
 def test_zoomsh_opac_record(server):
     done = zoomsh(server, ["search @attr 1=4 图书馆", "show 0 1"],
                   settings=("set charset UTF-8", "set preferredRecordSyntax opac"))
@@ -329,8 +428,19 @@ def test_zoomsh_opac_record(server):
 def test_unsupported_syntax_and_element_set(server):
     output = yaz_client(server, ["find @attr 1=4 图书馆", "format 1.2.840.10003.5.1000.1", "show 1",
                                  "format usmarc", "elements Q", "show 1"])
-    assert "[239]" in output
+    assert "[239] Record syntax not supported -- v3 addinfo '1.2.840.10003.5.1000.1'" in output
     assert "[25]" in output and "addinfo 'Q'" in output
+
+
+def test_query_depth_diagnostic_108_names_the_limit(server):
+    """ServerLimits.max_query_depth is 50: 49 nested @and (depth 50) pass, 50 (depth 51) give 108."""
+    def nested(operators: int) -> str:
+        return "find " + "@and " * operators + "@attr 1=4 a " * (operators + 1)
+
+    output = yaz_client(server, [nested(49), nested(50), "find @attr 1=4 图书馆"])
+    deepest, too_deep, after = hits(output)
+    assert deepest > 0 and too_deep == 0 and after > 0      # the session goes on
+    assert re.findall(r"\[(\d+)\].*addinfo '(.*)'", output) == [("108", "nested deeper than 50")]
 
 
 def test_present_out_of_range(server):
@@ -349,6 +459,43 @@ def test_scan(server, inputs):
     assert keys == sorted(keys) and all(int(n) > 0 for _, n in entries)
     done = zoomsh(server, ["scan @attr 1=4 geography"])
     assert done.returncode == 0 and "geography" in done.stdout
+
+
+def scan_responses(output: str) -> list[tuple[int, int, list[tuple[str, int, bool]]]]:
+    """Each scan yaz-client printed: (entries, position, [(term, count, marked as the start)])."""
+    found = []
+    for part in output.split("Received ScanResponse")[1:]:
+        head = re.search(r"^(\d+) entries, position=(\d+)", part, re.M)
+        terms = re.findall(r"^([* ]) (\S.*) \((\d+)\)$", part.split("Elapsed")[0], re.M)
+        found.append((int(head.group(1)), int(head.group(2)), [(t, int(n), mark == "*") for mark, t, n in terms]))
+    return found
+
+
+def test_scan_size_and_preferred_position_with_yaz_client(server, inputs):
+    """`scansize` (number of terms) and `scanpos` (preferred position) against the keys and
+    record counts computed from the input files: library codes and normalized ISBNs."""
+    libraries: dict[str, set] = {}
+    for r in inputs:
+        for code in r.holdings_libraries:
+            libraries.setdefault(code.lower(), set()).add(r.work)
+    library_keys = sorted(libraries)
+    isbn_works: dict[str, set] = {}
+    for r in inputs:
+        for isbn in isbns(r):
+            isbn_works.setdefault(isbn, set()).add(r.work)
+    isbn_keys = sorted(isbn_works)
+    output = yaz_client(server, [
+        "scanpos 2", "scansize 3", "scan @attr 1=1044 GR-DW",
+        "scanpos 1", "scansize 5", "scan @attr 1=1044 GR",
+        "scanpos 3", "scansize 4", "scan @attr 1=7 9787",
+    ])
+    around, first, isbn_scan = scan_responses(output)
+    at = library_keys.index("gr-dw")
+    assert around == (3, 2, [(k, len(libraries[k]), k == "gr-dw") for k in library_keys[at - 1:at + 2]])
+    assert first == (5, 1, [(k, len(libraries[k]), k == "gr") for k in library_keys[:5]])
+    start = next(n for n, k in enumerate(isbn_keys) if k >= "9787")
+    window = isbn_keys[start - 2:start + 2]
+    assert isbn_scan == (4, 3, [(k, len(isbn_works[k]), n == 2) for n, k in enumerate(window)])
 
 
 def test_scan_diagnostics(server):
