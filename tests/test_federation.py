@@ -39,6 +39,7 @@ from indexer.embedded import EmbeddedStore
 from indexer.indexes import load_index_table
 from indexer.ingest import IngestOptions, ingest
 from indexer.model import MarcFormat
+from indexer.policy import HoldingsMapping
 from indexer.extract import analyse
 from indexer.analysis import exact_key
 from indexer.query import And, AndNot, Clause, FacetRequest, MatchAll, Or, Relation, SearchRequest, SortKey
@@ -795,6 +796,76 @@ async def test_credentials_reach_a_z3950_target(setup, store, token, state):
     else:
         assert "rejected" in status["error"] and outcome.precision == "minimum"
 
+
+
+# -- a target's own holdings layout -----------------------------------------------------------------
+
+
+KOHA_LAYOUT = HoldingsMapping(tag="952", library="a", barcode="p", call_number="o", location="c", due_date="q")
+
+
+def koha_items(n: int) -> list[Field]:
+    """Koha-style 952 items of record n: one at a branch the network maps to its own Dawang
+    branch, one at the city's main library (unmapped), the second on loan."""
+    return [
+        Field("952", [" ", " "], [Subfield("a", "CITY-DW"), Subfield("p", f"KH{n:06d}"), Subfield("o", f"BL{n}.A1"),
+                                  Subfield("c", "STACKS")]),
+        Field("952", [" ", " "], [Subfield("a", "CITY-MAIN"), Subfield("p", f"KM{n:06d}"), Subfield("o", f"BL{n}.A2"),
+                                  Subfield("c", "CHILDREN"), Subfield("q", "2031-05-01")]),
+    ]
+
+
+@pytest.mark.parametrize("protocol", ["z3950", "sru"])
+async def test_a_targets_own_holdings_mapping_reads_its_items(setup, store, tmp_path, protocol):
+    """zebrasrv serving records whose items are in Koha's 952 (not MARC21's usual 852): the target
+    configured with that layout gives items with the mapped barcode, call number, location and
+    library; the same records through a target left on the default layout show only that it holds them."""
+    religion = setup.hits("religion", lambda n: True)
+    koha_file = tmp_path / "koha.mrc"
+    with open(koha_file, "wb") as out:
+        for n in religion:
+            record = setup.records[n]
+            for field in koha_items(n):
+                record.add_field(field)
+            try:
+                out.write(record.as_marc())
+            finally:
+                record.remove_fields("952")
+    async with start_zebra_sru(tmp_path / "koha", [koha_file]) as koha:
+        url = koha.z3950_url if protocol == "z3950" else koha.sru_url
+        extra = {"record_schema": "marcxml"} if protocol == "sru" else {}
+        mapped = Target("KOHA", "县外 Koha 馆", protocol, url, holdings=KOHA_LAYOUT,
+                        library_map={"CITY-DW": "GR-DW"}, **extra)
+        plain = Target("PLAIN", "same, default layout", protocol, url, **extra)
+        fed = federation(store, [mapped, plain])
+        try:
+            outcome = await fed.search(title("religion"), limit=500)
+        finally:
+            await fed.aclose()
+    statuses = by_code(outcome)
+    assert statuses["KOHA"]["state"] == statuses["PLAIN"]["state"] == "ok"
+    assert statuses["KOHA"]["hits"] == statuses["KOHA"]["fetched"] == len(religion)
+    seen = set()
+    for record in outcome.records:
+        # 852 is the MARC21 default: through PLAIN the records only show that it holds the work
+        # (one line per work, even when two of its records merged into one).
+        plain = [(i.library, i.barcode) for c in record.contributions if c.library == "PLAIN" for i in c.items]
+        assert plain == [("PLAIN", "")]
+        for contribution in record.contributions:
+            if contribution.library != "KOHA":
+                continue
+            n = int(next(i.barcode for i in contribution.items if i.barcode.startswith("KH"))[2:])
+            seen.add(n)
+            items = {i.barcode: i for i in contribution.items}
+            assert set(items) == {f"KH{n:06d}", f"KM{n:06d}"}
+            dawang, main = items[f"KH{n:06d}"], items[f"KM{n:06d}"]
+            assert (dawang.library, dawang.tier, dawang.source_library) == ("GR-DW", "branch", "CITY-DW")
+            assert (dawang.call_number, dawang.location, dawang.due_date) == (f"BL{n}.A1", "STACKS", "")
+            assert (main.library, main.source_library) == ("KOHA", "CITY-MAIN")
+            assert (main.call_number, main.location, main.due_date) == (f"BL{n}.A2", "CHILDREN", "2031-05-01")
+            # The mapped copies are the record's items, next to the union catalogue's own.
+            assert {f"KH{n:06d}", f"KM{n:06d}"} <= {i.barcode for i in record.items}
+    assert seen == set(religion)
 
 
 # -- a CNMARC neighbour over SRU, behind HTTP basic authentication ------------------------------------

@@ -157,3 +157,24 @@ async def test_a_healthy_probe_closes_the_breaker(store):  # noqa: F811
         await fed.aclose()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_disabled_target_is_not_contacted_nor_reported(setup, store, zebra):  # noqa: F811
+    """`enabled: false` switches a target off: listeners at its address (Z39.50 and SRU) see no
+    connection, and the answer neither lists it nor counts it as a failure."""
+    async with start_silent_peer() as listener:
+        targets = [
+            city_targets(zebra)[0],
+            Target("OFFZ", "switched off (Z39.50)", "z3950", f"tcp:{listener.address}/db", enabled=False),
+            Target("OFFS", "switched off (SRU)", "sru", f"http://{listener.address}/db", enabled=False),
+        ]
+        fed = federation(store, targets, deadline=DEADLINE)
+        try:
+            outcome = await fed.search(title("religion"), limit=100)
+            assert [t.code for t in fed.targets] == ["DYZ"]
+        finally:
+            await fed.aclose()
+        assert listener.connections == 0
+    assert list(by_code(outcome)) == ["union", "DYZ"]
+    assert outcome.warnings == [] and outcome.precision == "exact"
+    assert outcome.total == len(setup.expected_works("religion"))
