@@ -434,6 +434,11 @@ async def test_federated_database_over_sru_and_z3950(setup, store, tmp_path):
         assert sources["DYZ"].get("state") == "ok" and int(sources["DYZ"].get("hits")) == len(setup.hits(
             "religion", on_city_side))
         assert sources["GONE"].get("state") == "failed" and "cannot connect" in sources["GONE"].text
+        # Each source's time is there and plausible: within the deadline and the whole search's time.
+        deadline, overall = network.federation.deadline, float(status.get("seconds"))
+        assert 0 < overall <= deadline
+        for code, source in sources.items():
+            assert 0 <= float(source.get("seconds")) <= overall, (code, source.get("seconds"), overall)
         assert first.result_set_ttl == 30      # a source failed: kept briefly
         found = await origin.search("@attr 1=4 religion")
         assert found.count == expected
