@@ -91,6 +91,9 @@ T = TypeVar("T")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, payload BLOB NOT NULL);
+-- rid -> id without touching the payload pages: ordering a page of hits by id looks up the id
+-- of every hit, and a lookup in the table itself reads a page per record (payloads are large).
+CREATE INDEX IF NOT EXISTS records_rid_id ON records (rid, id);
 CREATE TABLE IF NOT EXISTS items (
     item INTEGER PRIMARY KEY, rid INTEGER NOT NULL, barcode TEXT NOT NULL, library TEXT NOT NULL, tier TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS items_rid ON items (rid);
@@ -109,6 +112,9 @@ CREATE TABLE IF NOT EXISTS vals (
     PRIMARY KEY (rid, item, idx, vord)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS vals_key ON vals (idx, key);
 CREATE INDEX IF NOT EXISTS vals_num ON vals (idx, num) WHERE num IS NOT NULL;
+-- The records with more than one number in an index (few: most records have one date), which a
+-- range of two bounds must look at apart (see _Compiler._numeric_ranges).
+CREATE INDEX IF NOT EXISTS vals_multi ON vals (idx, rid) WHERE vord > 0 AND num IS NOT NULL;
 CREATE TABLE IF NOT EXISTS toks (
     rid INTEGER NOT NULL, item INTEGER NOT NULL, idx TEXT NOT NULL, vord INTEGER NOT NULL,
     pos INTEGER NOT NULL, token TEXT NOT NULL,
@@ -317,6 +323,9 @@ class _Compiler:
         if isinstance(query, MatchAll):
             return _all_items() if in_item else _all_records()
         if isinstance(query, And):
+            ranges = None if in_item else self._numeric_ranges(query)
+            if ranges is not None:
+                return ranges
             if isinstance(query.left, MatchAll):
                 return self._node(query.right, in_item)
             if isinstance(query.right, MatchAll):
@@ -356,15 +365,61 @@ class _Compiler:
             return self._numeric(definition, clause, owner, scope, universe)
         return self._textual(definition, clause, owner, scope, universe)
 
+    def _numeric_ranges(self, query: And) -> _Plan | None:
+        """An AND whose conjuncts bound one record-level number index more than once (`date >= 2016
+        and date <= 2019`), with each such group as one leaf; None if there is no such group.
+
+        Evaluated apart, each bound selects most of the catalogue. Together they are one index
+        range, for a record whose value lies inside it. A record with several numbers in the
+        index may meet each bound with another number (dates 2010 and 2025), so the records
+        with more than one number (`vals_multi`: few) are checked bound by bound as well.
+        """
+        conjuncts: list[Query] = []
+        pending: list[Query] = [query]
+        while pending:
+            node = pending.pop()
+            if isinstance(node, And):
+                pending += [node.right, node.left]
+            elif not isinstance(node, MatchAll):
+                conjuncts.append(node)
+        groups: dict[str, list[Clause]] = {}
+        for node in conjuncts:
+            if isinstance(node, Clause) and (node.relation in _ORDERING or node.relation is Relation.WITHIN):
+                definition = self.table.get(node.index)
+                if definition is not None and definition.numeric and definition.level is IndexLevel.RECORD:
+                    groups.setdefault(definition.name, []).append(node)
+        groups = {name: clauses for name, clauses in groups.items() if len(clauses) > 1}
+        if not groups:
+            return None
+        grouped = {id(clause) for clauses in groups.values() for clause in clauses}
+        parts = [self._node(node, in_item=False) for node in conjuncts if id(node) not in grouped]
+        for name, clauses in groups.items():
+            definition = self.definition(name)
+            bounds: list[tuple[str, int]] = []
+            for clause in clauses:
+                if clause.relation is Relation.WITHIN:
+                    if clause.term_high is None:
+                        raise QueryNotSupported("within needs two terms")
+                    bounds += [(">=", _number(definition, clause.term)), ("<=", _number(definition, clause.term_high))]
+                else:
+                    bounds.append((_ORDERING[clause.relation], _number(definition, clause.term)))
+            inside = " AND ".join(f"num {operator} ?" for operator, _ in bounds)
+            each = " AND ".join(
+                "EXISTS (SELECT 1 FROM vals v WHERE v.rid = m.rid AND v.item = 0 AND v.idx = m.idx "
+                f"AND v.num {operator} ?)" for operator, _ in bounds
+            )
+            numbers = [number for _, number in bounds]
+            parts.append(_Sql(
+                f"SELECT rid FROM (SELECT rid FROM vals WHERE idx = ? AND item = 0 AND {inside} UNION ALL "
+                f"SELECT m.rid AS rid FROM vals m WHERE m.idx = ? AND m.item = 0 AND m.vord > 0 "
+                f"AND m.num IS NOT NULL AND {each}) WHERE 1",
+                [name, *numbers, name, *numbers],
+            ))
+        return _combine_all("INTERSECT", parts)
+
     def _numeric(self, definition: IndexDefinition, clause: Clause, owner: str, scope: str, universe: _Sql) -> _Plan:
         def number(term: str | None) -> int:
-            try:
-                value = int(str(term).strip())
-            except ValueError:
-                raise QueryNotSupported(f"index {definition.name!r} needs a number, not {term!r}") from None
-            if not INT64_MIN <= value <= INT64_MAX:
-                raise QueryNotSupported(f"index {definition.name!r}: {term!r} is out of the 64-bit range")
-            return value
+            return _number(definition, term)
 
         def where(condition: str, *params: Any) -> _Sql:
             return _Sql.leaf(owner, "rid", f"FROM vals WHERE idx = ? AND {scope} AND {condition}",
@@ -475,6 +530,7 @@ class _Compiler:
         phrase occurs there, and a title bonus when the phrase starts the title or is all of it.
         """
         scores: list[tuple[int, _Sql]] = []
+        required = self._required_phrases(query)
         for index, term in self._positive_phrases(query)[:_RELEVANCE_PHRASES]:
             definition = self.definition(index)
             for name in definition.copy_from or (definition.name,):
@@ -482,12 +538,31 @@ class _Compiler:
                 if source is None or source.type is not IndexType.TEXT or source.level is not IndexLevel.RECORD:
                     continue
                 weight = _RELEVANCE_WEIGHTS.get(name, 1)
-                scores.append((weight, self._phrase(source, "rid", "item = 0", term, False, False)))
+                if (name, term) not in required:  # every hit has it: the same weight for all
+                    scores.append((weight, self._phrase(source, "rid", "item = 0", term, False, False)))
                 if name == "title":
                     scores.append((_TITLE_START_BONUS, self._phrase(source, "rid", "item = 0", term, True, False)))
                     scores.append((_TITLE_EXACT_BONUS, _Sql(
                         "SELECT rid FROM vals WHERE idx = ? AND item = 0 AND key = ?", [name, exact_key(term)])))
         return scores
+
+    def _required_phrases(self, query: Query) -> set[tuple[str, str]]:
+        """(index, phrase) pairs that every hit of `query` has in that very index: the phrases
+        of the clauses ANDed at its top (an anchored or exact phrase implies the plain one)."""
+        if isinstance(query, And):
+            return self._required_phrases(query.left) | self._required_phrases(query.right)
+        if isinstance(query, AndNot):
+            return self._required_phrases(query.left)
+        if not isinstance(query, Clause):
+            return set()
+        definition = self.table.get(query.index)
+        if definition is None or definition.type is not IndexType.TEXT or definition.level is not IndexLevel.RECORD:
+            return set()
+        if query.relation is Relation.PHRASE:
+            return {(definition.name, query.term)}
+        if query.relation is Relation.ALL:
+            return {(definition.name, word) for word in query_words(query.term)}
+        return set()
 
     def _positive_phrases(self, query: Query) -> list[tuple[str, str]]:
         if isinstance(query, (And, Or)):
@@ -517,6 +592,17 @@ class _Compiler:
 
 
 _ORDERING = {Relation.LT: "<", Relation.LE: "<=", Relation.GT: ">", Relation.GE: ">="}
+
+
+def _number(definition: IndexDefinition, term: str | None) -> int:
+    """A query term of a number index as the integer stored values are compared with."""
+    try:
+        value = int(str(term).strip())
+    except ValueError:
+        raise QueryNotSupported(f"index {definition.name!r} needs a number, not {term!r}") from None
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise QueryNotSupported(f"index {definition.name!r}: {term!r} is out of the 64-bit range")
+    return value
 
 # Relevance (the order of hits without sort keys): what a reader searching a catalogue expects
 # first is a match in the title, then in the author, then in the subject headings.
@@ -1134,8 +1220,10 @@ class EmbeddedStore(Store):
         columns.append("r.id AS rid_key")
         order.append(("rid_key", True))
         select = (
-            f"SELECT {', '.join(columns)} FROM temp.hits h JOIN records r ON r.rid = h.rid {' '.join(joins)}"
+            f"SELECT {', '.join(columns)} FROM temp.hits h CROSS JOIN records r INDEXED BY records_rid_id "
+            f"ON r.rid = h.rid {' '.join(joins)}"
         )
+        walk_ids = not joins and after is None and total * total > (offset + limit + 1) * self._largest_rid(connection)
         where = ""
         if after is not None:
             conditions = []
@@ -1150,7 +1238,15 @@ class EmbeddedStore(Store):
             where = " WHERE " + " OR ".join(conditions)
         order_by = ", ".join(f"{name} {'ASC' if ascending else 'DESC'}" for name, ascending in order)
         rows = []
-        if limit:
+        if limit and walk_ids:
+            # Unranked, and most records are hits: walk the ids in order and stop after the page
+            # (about (offset + limit) * records / total probes) instead of sorting every hit. The
+            # unary + keeps SQLite from driving the loop by rid, which would sort every hit again.
+            rows = connection.execute(
+                "SELECT 0 AS score, r.id AS rid_key FROM records r WHERE +r.rid IN (SELECT rid FROM temp.hits) "
+                "ORDER BY r.id LIMIT ? OFFSET ?", [limit + 1, offset]
+            ).fetchall()
+        elif limit:
             rows = connection.execute(
                 f"SELECT * FROM ({select}){where} ORDER BY {order_by} LIMIT ? OFFSET ?", [*params, limit + 1, offset]
             ).fetchall()
@@ -1160,13 +1256,18 @@ class EmbeddedStore(Store):
         if facet_definitions:
             # Most of the catalogue matched: walk each facet's values and test membership,
             # rather than looking up the values of every hit.
-            largest_rid = connection.execute("SELECT COALESCE(MAX(rid), 0) FROM records").fetchone()[0]
-            broad = total * 3 >= largest_rid
+            broad = total * 3 >= self._largest_rid(connection)
             facets = [
                 self._facet(connection, definition, facet_request, broad)
                 for definition, facet_request in zip(facet_definitions, request.facets)
             ]
         return SearchResult(total=total, ids=[row[-1] for row in page], facets=facets, next_cursor=cursor)
+
+    @staticmethod
+    def _largest_rid(connection: sqlite3.Connection) -> int:
+        """About the number of records (rids are not reused much): what decides whether a hit
+        set is broad."""
+        return connection.execute("SELECT COALESCE(MAX(rid), 0) FROM records").fetchone()[0]
 
     @staticmethod
     def _score(connection: sqlite3.Connection, scoring: list[tuple[int, _Sql]]) -> None:

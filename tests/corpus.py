@@ -244,6 +244,14 @@ def handmade_records() -> list[UnionRecord]:
             # A copy reported under a code the network does not know: no tier.
             Item("XX0000001", "XX", "", availability=A.UNKNOWN, source_library="xx"),
         ]),
+        make_record("h13", {
+            # Two years and none between them: `date >= 2016 and date <= 2019` holds (each bound by
+            # another year), `date within "2016 2019"` does not.
+            "title": ["Reprint of a county gazetteer"],
+            "date": ["2010", "2025"],
+            "language": ["eng"],
+            "material_type": ["book"],
+        }, [_item("HUB0000007", "HUB", A.AVAILABLE, "K295.2/1")]),
     ]
 
 
