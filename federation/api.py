@@ -39,7 +39,14 @@ from federation.availability import (
 from federation.cqlmap import CQLMapper, parse_cql
 from federation.httpquery import undecodable_parameter
 from federation.observability import METRICS_KEY
-from federation.itemstatus import MAX_BATCH_ITEMS, StatusInputError, apply_updates, current_items, parse_batch
+from federation.itemstatus import (
+    MAX_BATCH_ITEMS,
+    StatusInputError,
+    UpdateInterrupted,
+    apply_updates,
+    current_items,
+    parse_batch,
+)
 from federation.records import record_json
 from federation.rules import Library, Network
 from federation.search import TIER_TITLES, SearchService, UnknownDatabase
@@ -390,17 +397,23 @@ class JsonApi:
             updates = parse_batch(payload)
         except StatusInputError as error:
             raise ApiError(400, "bad_request", error.problems[0], problems=error.problems) from None
+        metrics = request.config_dict.get(METRICS_KEY)
         try:
             report = await apply_updates(self.service, updates, library=library)
-        except StoreError as error:
-            # A store may fail after some records were written; say so, since the client must
-            # not assume that nothing changed. Applying the same batch again is safe.
-            log.error("items/status from %s: store failure: %s", library, error)
-            raise ApiError(503, "unavailable", "the catalogue failed during the update: some items may have "
-                                               "been applied; the batch is idempotent, send it again") from None
+        except UpdateInterrupted as failure:
+            # A store may fail after writing part of the batch: the answer says which items were
+            # applied, so that the client does not assume that nothing (or everything) changed.
+            # The store's own error stays in the log (its URL may carry credentials).
+            log.error("items/status from %s: store failure: %s", library, failure)
+            if metrics is not None:
+                metrics.observe_item_updates(len(failure.applied), len(updates) - len(failure.applied))
+            resend = "" if not failure.not_applied and not failure.unknown else (
+                "; send the items of not_applied and unknown again (the batch is idempotent: sending all of it "
+                "again is safe too)")
+            raise ApiError(503, "unavailable", f"the catalogue failed during the update: {failure.summary()}{resend}",
+                           library=library, **failure.to_dict()) from None
         log.info("items/status from %s: %d updates, %d applied, %d rejected, %d outside its scope",
                  library, len(updates), report.applied, report.rejected, len(report.violations))
-        metrics = request.config_dict.get(METRICS_KEY)
         if metrics is not None:
             metrics.observe_item_updates(report.applied, len(updates) - report.applied)
         if report.violations:

@@ -19,11 +19,18 @@ falls outside the scope, nothing is applied and the report lists the violations.
 catalogue is applied in one store call (atomic in the embedded store) and each is reported as
 accepted or rejected with its reason. Applying the same batch again changes nothing and gives
 the same results (with `changed: false`).
+
+If the store fails, `apply_updates` raises `UpdateInterrupted`, which says of every update
+whether it was applied, not applied, or cannot be known: from the store's own account
+(`indexer.store.ItemUpdatesFailed`: the Elasticsearch store writes record by record), and for
+a write the store sent but got no answer for, from reading the item back when the store
+answers that; a store failing otherwise applied nothing (the `Store.update_items` contract).
 """
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -33,6 +40,9 @@ from federation.availability import RETURN_STATUSES, is_return, lookup_barcode, 
 from federation.rules import Network
 from federation.search import SearchService
 from indexer.model import Availability, Item, ItemStatusUpdate
+from indexer.store import ItemUpdatesFailed, StoreError
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH_ITEMS = 500
 MAX_BARCODE_LENGTH = 64
@@ -257,6 +267,36 @@ class StatusReport:
                 "items": [r.to_dict() for r in self.results]}
 
 
+class UpdateInterrupted(StoreError):
+    """The store failed while a batch was applied. Positions in the batch: `applied` (the item
+    has the status sent), `unknown` (the write was sent, the store never answered, and reading
+    the item back failed too), `not_applied` (all the others). `cause` is the store's error."""
+
+    def __init__(self, cause: StoreError, updates: Sequence[ItemStatusUpdate], *,
+                 applied: Iterable[int] = (), unknown: Iterable[int] = ()):
+        self.cause = cause
+        self.barcodes = [u.barcode for u in updates]
+        self.applied = sorted(set(applied))
+        self.unknown = sorted(set(unknown) - set(self.applied))
+        settled = set(self.applied) | set(self.unknown)
+        self.not_applied = [n for n in range(len(self.barcodes)) if n not in settled]
+        super().__init__(f"{cause}; {self.summary()}")
+
+    def summary(self) -> str:
+        if not self.applied and not self.unknown:
+            return "nothing was applied"
+        parts = [f"{len(self.applied)} of {len(self.barcodes)} applied", f"{len(self.not_applied)} not applied"]
+        if self.unknown:
+            parts.append(f"{len(self.unknown)} unknown (the store did not answer for them)")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """Barcodes: `applied`, `not_applied`, `unknown`; together the whole batch."""
+        return {"applied": [self.barcodes[n] for n in self.applied],
+                "not_applied": [self.barcodes[n] for n in self.not_applied],
+                "unknown": [self.barcodes[n] for n in self.unknown]}
+
+
 def _unchanged(item: Item, update: ItemStatusUpdate) -> bool:
     return (item.availability is update.availability and item.due_date == update.due_date
             and (update.location is None or update.location == item.location))
@@ -317,7 +357,10 @@ async def apply_updates(service: SearchService, updates: Sequence[ItemStatusUpda
     network = service.network
     scope = token_scope(network, library) if library is not None else None
     return_anywhere = network.rules.circulation.return_anywhere
-    current = await current_items(service, (u.barcode for u in updates))
+    try:
+        current = await current_items(service, (u.barcode for u in updates))
+    except StoreError as error:
+        raise UpdateInterrupted(error, updates) from error
     report = StatusReport()
     pending: list[tuple[int, ItemStatusUpdate, str, Item, ScopeOwner, bool]] = []
     for index, update in enumerate(updates):
@@ -347,7 +390,12 @@ async def apply_updates(service: SearchService, updates: Sequence[ItemStatusUpda
     if report.violations:
         report.results = []
         return report
-    outcomes = await service.update_items([p[1] for p in pending]) if pending else []
+    try:
+        outcomes = await service.update_items([p[1] for p in pending]) if pending else []
+    except ItemUpdatesFailed as failure:
+        raise await _interrupted(service, updates, [p[0] for p in pending], failure) from failure
+    except StoreError as error:
+        raise UpdateInterrupted(error, updates) from error      # nothing applied (Store.update_items)
     for (index, update, record_id, item, owner, returned), outcome in zip(pending, outcomes):
         reason = outcome.reason
         if outcome.applied and returned:
@@ -359,3 +407,24 @@ async def apply_updates(service: SearchService, updates: Sequence[ItemStatusUpda
                                          returned=returned, reason=reason))
     report.results.sort(key=lambda r: r.index)
     return report
+
+
+async def _interrupted(service: SearchService, updates: Sequence[ItemStatusUpdate], sent: Sequence[int],
+                       failure: ItemUpdatesFailed) -> UpdateInterrupted:
+    """What a batch interrupted by `failure` applied; `sent[k]` is the batch position of the
+    store's k-th update. Writes the store got no answer for are settled by reading the items
+    back, if the store answers that: applied when the item has the status sent."""
+    applied = [sent[k] for k, outcome in enumerate(failure.outcomes) if outcome is not None and outcome.applied]
+    unanswered = [sent[k] for k, outcome in enumerate(failure.outcomes) if outcome is None]
+    if unanswered:
+        try:
+            now = await current_items(service, (updates[n].barcode for n in unanswered))
+        except Exception as error:  # noqa: BLE001 - the store has just failed; this is a best effort
+            log.warning("reading back %d items after a failed status update failed too: %r", len(unanswered), error)
+        else:
+            for n in unanswered:
+                found = now.get(updates[n].barcode)
+                if found is not None and _unchanged(found[1], updates[n]):
+                    applied.append(n)
+            unanswered = []
+    return UpdateInterrupted(failure, updates, applied=applied, unknown=unanswered)

@@ -45,7 +45,7 @@ from indexer.query import (
     SearchResult,
 )
 from indexer.recordcache import DecodedRecords
-from indexer.store import BulkResult, QueryNotSupported, Store, StoreError, StoreStats
+from indexer.store import BulkResult, ItemUpdatesFailed, QueryNotSupported, Store, StoreError, StoreStats
 from indexer.values import ordered_facet
 
 log = logging.getLogger(__name__)
@@ -395,8 +395,16 @@ class ElasticsearchStore(Store):
     async def update_items(self, updates: Sequence[ItemStatusUpdate]) -> list[ItemUpdateOutcome]:
         """Read-modify-write of each affected record, guarded by if_seq_no/if_primary_term
         (no painless scripts: not every OpenSearch-compatible server runs them), retried on a
-        conflict; then one refresh so that the next search sees the new status."""
-        record_of = await self.find_by_barcode([u.barcode for u in updates])
+        conflict; then one refresh so that the next search sees the new status.
+
+        Records are written one by one, so a cluster failing part-way leaves part of the batch
+        applied: `ItemUpdatesFailed` then says which updates were (their record's write was
+        acknowledged), which were not (never sent, or refused with a 4xx), and which cannot be
+        known (the write was sent, but the cluster failed to answer or answered with a 5xx)."""
+        try:
+            record_of = await self.find_by_barcode([u.barcode for u in updates])
+        except (ApiError, TransportError) as error:
+            raise StoreError(f"{self.url}: item status update failed before anything was written: {error}") from error
         outcomes: dict[int, ItemUpdateOutcome] = {}
         pending: dict[str, list[int]] = {}
         for position, update in enumerate(updates):
@@ -405,45 +413,79 @@ class ElasticsearchStore(Store):
                 outcomes[position] = ItemUpdateOutcome(update.barcode, False, None, "unknown barcode")
             else:
                 pending.setdefault(record_id, []).append(position)
-        for attempt in range(_UPDATE_ATTEMPTS):
-            if not pending:
-                break
-            conflicts: dict[str, list[int]] = {}
-            response = await self.client.mget(index=self.alias, ids=list(pending), source_includes=["payload"])
-            for doc in response.body["docs"]:
-                record_id, positions = doc["_id"], pending[doc["_id"]]
-                if not doc.get("found"):
+        in_flight: tuple[str, list[int]] | None = None
+        try:
+            for attempt in range(_UPDATE_ATTEMPTS):
+                if not pending:
+                    break
+                conflicts: dict[str, list[int]] = {}
+                response = await self.client.mget(index=self.alias, ids=list(pending), source_includes=["payload"])
+                for doc in response.body["docs"]:
+                    record_id, positions = doc["_id"], pending[doc["_id"]]
+                    if not doc.get("found"):
+                        for position in positions:
+                            outcomes[position] = ItemUpdateOutcome(updates[position].barcode, False, record_id, "record was deleted")
+                        continue
+                    record = UnionRecord.from_dict(json.loads(doc["_source"]["payload"]))
                     for position in positions:
-                        outcomes[position] = ItemUpdateOutcome(updates[position].barcode, False, record_id, "record was deleted")
-                    continue
-                record = UnionRecord.from_dict(json.loads(doc["_source"]["payload"]))
+                        record.apply_status(updates[position])
+                    source = elastic_mapping.document(record, self.table)
+                    in_flight = (record_id, positions)     # until the cluster answers
+                    try:
+                        await self.client.index(
+                            index=self.alias, id=record_id, document=source,
+                            if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"],
+                        )
+                    except ConflictError:
+                        in_flight = None
+                        conflicts[record_id] = positions
+                        continue
+                    in_flight = None
+                    for position in positions:
+                        outcomes[position] = ItemUpdateOutcome(updates[position].barcode, True, record_id)
+                    if self._rebuild is not None:
+                        await self.client.index(index=self._rebuild.index, id=record_id, document=source)
+                pending = conflicts
+                if pending:
+                    # Jittered so that the writers racing on a record do not retry in lockstep.
+                    await asyncio.sleep(min(0.5, 0.01 * 2**attempt) * random.uniform(0.5, 1.5))
+            for record_id, positions in pending.items():
                 for position in positions:
-                    record.apply_status(updates[position])
-                source = elastic_mapping.document(record, self.table)
-                try:
-                    await self.client.index(
-                        index=self.alias, id=record_id, document=source,
-                        if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"],
+                    outcomes[position] = ItemUpdateOutcome(
+                        updates[position].barcode, False, record_id, "concurrent updates kept conflicting"
                     )
-                except ConflictError:
-                    conflicts[record_id] = positions
-                    continue
-                if self._rebuild is not None:
-                    await self.client.index(index=self._rebuild.index, id=record_id, document=source)
-                for position in positions:
-                    outcomes[position] = ItemUpdateOutcome(updates[position].barcode, True, record_id)
-            pending = conflicts
-            if pending:
-                # Jittered so that the writers racing on a record do not retry in lockstep.
-                await asyncio.sleep(min(0.5, 0.01 * 2**attempt) * random.uniform(0.5, 1.5))
-        for record_id, positions in pending.items():
-            for position in positions:
-                outcomes[position] = ItemUpdateOutcome(
-                    updates[position].barcode, False, record_id, "concurrent updates kept conflicting"
-                )
-        if any(o.applied for o in outcomes.values()):
-            await self.refresh()
+            if any(o.applied for o in outcomes.values()):
+                await self.refresh()
+        except (ApiError, TransportError) as error:
+            raise self._items_failed(updates, outcomes, in_flight, error) from error
         return [outcomes[position] for position in range(len(updates))]
+
+    def _items_failed(self, updates: Sequence[ItemStatusUpdate], outcomes: dict[int, ItemUpdateOutcome],
+                      in_flight: tuple[str, list[int]] | None, error: Exception) -> ItemUpdatesFailed:
+        """What an update_items interrupted by `error` applied: see `ItemUpdatesFailed`."""
+        unanswered: set[int] = set()
+        if in_flight is not None:
+            record_id, positions = in_flight
+            if isinstance(error, ApiError) and error.meta.status < 500:
+                for position in positions:
+                    outcomes[position] = ItemUpdateOutcome(updates[position].barcode, False, record_id,
+                                                           f"refused by the cluster: {error}")
+            else:
+                unanswered.update(positions)
+        listed: list[ItemUpdateOutcome | None] = []
+        for position, update in enumerate(updates):
+            if position in unanswered:
+                listed.append(None)
+            else:
+                listed.append(outcomes.get(position) or ItemUpdateOutcome(
+                    update.barcode, False, None, "not written: the cluster failed before"))
+        applied = sum(1 for o in listed if o is not None and o.applied)
+        unknown = sum(1 for o in listed if o is None)
+        return ItemUpdatesFailed(
+            f"{self.url}: item status update failed after {applied} of {len(updates)} updates were applied"
+            + (f" ({unknown} unanswered)" if unknown else "") + f": {error}",
+            listed,
+        )
 
     # -- lookups for the write path -----------------------------------------------------------
     async def _walk(self, query: dict[str, Any], source: list[str] | bool, index: str | None = None) -> AsyncIterator[dict[str, Any]]:

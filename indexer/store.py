@@ -20,6 +20,19 @@ class StoreError(Exception):
     """The store cannot do what was asked (unreachable, corrupt, misconfigured)."""
 
 
+class ItemUpdatesFailed(StoreError):
+    """`Store.update_items` failed after it may have written part of the batch.
+
+    `outcomes` has one entry per update, in the order given: an applied outcome (written and
+    durable; visible to search at the latest within the store's refresh interval), a
+    not-applied one (never written, or refused with its reason), or None where a write was
+    sent but its answer never came (it may or may not have been applied)."""
+
+    def __init__(self, message: str, outcomes: Sequence[ItemUpdateOutcome | None]):
+        super().__init__(message)
+        self.outcomes: list[ItemUpdateOutcome | None] = list(outcomes)
+
+
 class QueryNotSupported(StoreError):
     """A query uses an index or relation the store's index table does not allow."""
 
@@ -69,7 +82,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def update_items(self, updates: Sequence[ItemStatusUpdate]) -> list[ItemUpdateOutcome]:
         """Change live item status by barcode without re-extracting the bibliographic record.
-        Visible to the next search when the call returns."""
+        Visible to the next search when the call returns.
+
+        Failures: a store that writes the batch in more than one step and fails after its first
+        write raises `ItemUpdatesFailed`, saying per update whether it was applied; any other
+        `StoreError` means nothing of the batch was applied (the embedded store writes it in one
+        transaction)."""
 
     @abc.abstractmethod
     async def find_by_match_keys(self, keys: Sequence[str]) -> dict[str, list[str]]:

@@ -623,14 +623,15 @@ async def test_bad_batches_get_precise_400s_and_change_nothing(
     assert await running.item(barcode) == before
 
 
-async def test_a_store_failure_is_a_503_that_says_what_may_have_happened(
+async def test_a_store_failure_is_a_503_that_says_what_was_applied(
         running: Running, catalogue: Catalogue, network: Network) -> None:
     barcode = _barcode_at(catalogue, network, "GR-DW")
     await running.service.store.close()      # the catalogue goes away under the running server
     failed = await running.post_status({"items": [{"barcode": barcode, "status": "lost"}]},
                                        token=TOKENS["GR-DW"], status=503)
-    assert failed["error"] == "unavailable"
-    assert "some items may have been applied" in failed["message"] and "send it again" in failed["message"]
+    assert failed["error"] == "unavailable" and failed["library"] == "GR-DW"
+    assert (failed["applied"], failed["not_applied"], failed["unknown"]) == ([], [barcode], [])
+    assert "nothing was applied" in failed["message"] and "send the items of not_applied" in failed["message"]
     searched = await running.get("/search", 503, q="图书馆")
     assert searched["error"] == "unavailable" and "try again" in searched["message"]
 
@@ -775,6 +776,9 @@ async def test_items_status_command_beside_a_running_server(
 
 def test_items_status_command_says_when_the_store_fails_during_the_update(
         catalogue: Catalogue, network: Network, tmp_path: Path, federation_cli, monkeypatch) -> None:
+    """A store failing in update_items with a plain StoreError applied nothing (the embedded
+    store writes the batch in one transaction); a partial failure of the Elasticsearch store:
+    tests/test_item_status_scope.py."""
     from indexer.store import StoreError
 
     async def failing(self, updates):
@@ -787,7 +791,8 @@ def test_items_status_command_says_when_the_store_fails_during_the_update(
     monkeypatch.setattr(EmbeddedStore, "update_items", failing)
     ran = federation_cli("items-status", "--config", str(GUANGRAO), "--data-dir", str(store_dir), str(csv_file))
     assert ran.returncode == 1
-    assert "disk full" in ran.stderr and "some rows may have been applied" in ran.stderr and "safe to apply again" in ran.stderr
+    assert "disk full" in ran.stderr and "the store failed during the update: nothing was applied" in ran.stderr
+    assert "not applied: " in ran.stderr and "loans.csv line 2\n" in ran.stderr and "is safe" in ran.stderr
 
 
 def test_stats_command(catalogue: Catalogue, network: Network, tmp_path: Path, federation_cli) -> None:

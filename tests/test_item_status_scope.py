@@ -11,10 +11,19 @@ Each network below is its shipped rule set (Gaoming's switched to `barcode_polic
 case only that policy lets in), a generated demo catalogue ingested through the ingest pipeline
 into an embedded store, one library's export given two extra copies (one with another library's
 barcode, one with a barcode in no range), and the application on a loopback port, driven over
-HTTP. Every JSON answer is checked against the OpenAPI document."""
+HTTP. Every JSON answer is checked against the OpenAPI document.
+
+A failed batch: the Elasticsearch store writes record by record, so a cluster failing part-way
+leaves part of a batch applied. The store is put behind a loopback proxy whose node fails after
+the first document write (the proxy of tests/test_elastic_store.py's busy-cluster test, with its
+own failure), and the 503 must list exactly the items applied, not applied and unknown, as the
+cluster itself (read past the proxy) shows them."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
+import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +33,21 @@ import pymarc
 import pytest
 from aiohttp import ClientSession, web
 
+from es_support import es_store
 from federation.api import API_PREFIX
 from federation.app import create_app
+from federation.itemstatus import current_items
 from federation.rules import Network, load_network
 from federation.search import SearchService
 from indexer.demo import write_demo_data
+from indexer.elastic import ElasticsearchStore
 from indexer.embedded import EmbeddedStore
-from indexer.indexes import load_index_table
+from indexer.indexes import IndexTable, load_index_table
 from indexer.ingest import IngestOptions, ingest
 from indexer.policy import BarcodePolicy
+from indexer.store import Store
 from test_api import Running
+from test_elastic_store import _BusyCluster
 
 NETWORKS = Path(__file__).resolve().parent.parent / "config" / "networks"
 
@@ -251,3 +265,156 @@ async def test_a_barcode_in_no_range_is_decided_by_the_library_holding_it(case: 
         # The hub's token covers the whole network, this copy too.
         await net.post([{"barcode": case.stray, "status": "available"}], case.hub)
         assert (await net.item(case.stray))["availability"] == "available"
+
+
+# -- a store failing part-way through a batch ---------------------------------------------------------
+
+class _FailingNode(_BusyCluster):
+    """A loopback proxy in front of the cluster whose node fails after the first document write
+    it passes on (bulk requests are left to the busy-cluster behaviour it inherits, unused here).
+
+    `lose_answer=False`: the node goes down: every later request is answered 503.
+    `lose_answer=True`: the second write reaches the cluster but its answer is lost (the
+    connection is cut), and later writes are refused with 503; reads still go through.
+    `heal()` passes everything on again."""
+
+    def __init__(self, upstream: str, *, lose_answer: bool):
+        super().__init__(upstream)
+        self.lose_answer = lose_answer
+        self.written: list[str] = []        # the record ids of the writes that reached the cluster
+        self.down = False                   # after the first write
+        self.healed = False
+
+    def heal(self) -> None:
+        self.healed = True
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        write = request.method in ("PUT", "POST") and "/_doc/" in request.path
+        lost = write and self.down and self.lose_answer and len(self.written) == 1
+        if self.down and not self.healed and not lost and (write or not self.lose_answer):
+            return web.json_response({"error": {"type": "node_not_connected_exception", "reason": "node down"},
+                                      "status": 503}, status=503)
+        status, content_type, answer = await self._forward(request, body)
+        if write and status < 300 and not self.healed:
+            self.written.append(request.path.rsplit("/", 1)[1])
+            self.down = True
+            if lost:
+                assert request.transport is not None
+                request.transport.abort()              # applied, but the client never hears of it
+        return web.Response(status=status, body=answer, headers={"Content-Type": content_type})
+
+
+async def _states(store: Store, barcodes: list[str]) -> dict[str, str]:
+    """barcode -> availability, read from the cluster itself (not through the proxy)."""
+    network = load_network(NETWORKS / "guangrao.yaml")
+    found = await current_items(SearchService(network, load_index_table(), store), barcodes)
+    return {barcode: found[barcode][1].availability.value for barcode in barcodes}
+
+
+@asynccontextmanager
+async def _catalogue_behind(table: IndexTable, tmp_path: Path, *, lose_answer: bool
+                            ) -> AsyncIterator[tuple[Store, _FailingNode, ElasticsearchStore, list[str]]]:
+    """The Guangrao demo catalogue in the cluster, a failing proxy in front of it, a store
+    through the proxy, and the barcodes of four hub copies, each in another union record."""
+    network = load_network(NETWORKS / "guangrao.yaml")
+    policy = network.to_ingest_policy()
+    write_demo_data(policy, tmp_path / "demo", records=40, seed=5)
+    async with es_store(table) as store:
+        report = await ingest(sorted((tmp_path / "demo").glob("*.mrc")), store, table, policy,
+                              IngestOptions(quarantine_path=tmp_path / "quarantine.jsonl"))
+        assert report.reconciled and report.quarantined == 0
+        await store.refresh()
+        barcodes: list[str] = []
+        for record in await store.get(list(await store.ids_of_library("GR"))):
+            assert record is not None
+            copy = next((i for i in record.items if i.library == "GR" and i.availability.value == "available"), None)
+            if copy is not None and len(barcodes) < 4:
+                barcodes.append(copy.barcode)
+        assert len(barcodes) == 4
+        async with _FailingNode(store.url, lose_answer=lose_answer) as node:
+            proxied = ElasticsearchStore(node.url, table, index_prefix=store.alias, flavor=store.flavor)
+            await proxied.open()
+            try:
+                yield store, node, proxied, barcodes
+            finally:
+                await proxied.close()
+
+
+@pytest.mark.elasticsearch
+@pytest.mark.parametrize("lose_answer", [False, True], ids=["node-down", "answer-lost"])
+async def test_a_batch_the_store_fails_part_way_says_which_items_were_applied(
+        tmp_path: Path, lose_answer: bool) -> None:
+    table = load_index_table()
+    network = load_network(NETWORKS / "guangrao.yaml")
+    async with _catalogue_behind(table, tmp_path, lose_answer=lose_answer) as (store, node, proxied, barcodes):
+        service = SearchService(network, table, proxied)
+        runner = web.AppRunner(create_app(service))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        try:
+            async with ClientSession() as http:
+                root = f"http://{host}:{port}"
+                api = Running(root + API_PREFIX, root, http, service, tmp_path)
+                batch = {"items": [{"barcode": barcode, "status": "lost"} for barcode in barcodes]}
+                failed = await api.post_status(batch, token=token("GR"), status=503)
+                assert failed["error"] == "unavailable" and failed["library"] == "GR"
+                if lose_answer:
+                    # The second write reached the cluster; its answer did not. Reads still
+                    # work, so reading the item back settles it: applied.
+                    assert len(node.written) == 2
+                    assert (failed["applied"], failed["not_applied"], failed["unknown"]) == \
+                        (barcodes[:2], barcodes[2:], [])
+                    assert "2 of 4 applied, 2 not applied" in failed["message"]
+                else:
+                    # The node went down after the first write: the second was sent and never
+                    # answered, and nothing can be read back.
+                    assert len(node.written) == 1
+                    assert (failed["applied"], failed["not_applied"], failed["unknown"]) == \
+                        (barcodes[:1], barcodes[2:], barcodes[1:2])
+                    assert "1 of 4 applied, 2 not applied, 1 unknown" in failed["message"]
+                assert "send the items of not_applied and unknown again" in failed["message"]
+                # What the cluster holds is what the answer said.
+                applied = set(failed["applied"])
+                assert await _states(store, barcodes) == {
+                    barcode: "lost" if barcode in applied else "available" for barcode in barcodes}
+
+                # Once the node is back, sending what was not applied completes the batch.
+                node.heal()
+                resend = {"items": [{"barcode": b, "status": "lost"} for b in failed["not_applied"] + failed["unknown"]]}
+                done = await api.post_status(resend, token=token("GR"))
+                assert done["applied"] == len(resend["items"]) and all(i["changed"] for i in done["items"])
+                assert await _states(store, barcodes) == {barcode: "lost" for barcode in barcodes}
+                assert (await api.item(barcodes[-1]))["availability"] == "lost"
+        finally:
+            await runner.cleanup()
+
+
+@pytest.mark.elasticsearch
+async def test_items_status_command_lists_the_rows_applied_when_the_store_fails_part_way(tmp_path: Path) -> None:
+    table = load_index_table()
+    async with _catalogue_behind(table, tmp_path, lose_answer=False) as (store, node, proxied, barcodes):
+        rules = (NETWORKS / "guangrao.yaml").read_text(encoding="utf-8")
+        embedded = "store:\n  kind: embedded\n  path: var/guangrao\n"
+        assert embedded in rules
+        config = tmp_path / "guangrao.yaml"
+        config.write_text(rules.replace(embedded, f"store:\n  kind: elasticsearch\n  url: {node.url}\n"
+                                                  f"  index_prefix: {store.alias}\n  flavor: {store.flavor}\n"),
+                          encoding="utf-8")
+        loans = tmp_path / "loans.csv"
+        loans.write_text("barcode,status\n" + "".join(f"{b},lost\n" for b in barcodes), encoding="utf-8")
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("ELASTICSEARCH_")}
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "federation"), "items-status", "--config", str(config), str(loans),
+            env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(process.communicate(), 120)
+        stderr = err.decode()
+        assert process.returncode == 1, stderr
+        assert "the store failed during the update: 1 of 4 applied, 2 not applied, 1 unknown" in stderr
+        assert f"applied: {loans} line 2\n" in stderr
+        assert f"not applied: {loans} lines 4, 5\n" in stderr
+        assert f"unknown: {loans} line 3\n" in stderr
+        assert await _states(store, barcodes) == {
+            barcode: "lost" if n == 0 else "available" for n, barcode in enumerate(barcodes)}

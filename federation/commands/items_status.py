@@ -12,8 +12,9 @@ file is applied for the whole network.
 
 Exit status: 0 every row applied; 2 rows applied but some rejected (unknown barcodes, listed);
 1 nothing applied (bad input, an item outside --library's scope, bad rule set, a store that
-cannot be opened), or a store that failed during the update (said so: some rows may have been
-applied; applying the file again is safe).
+cannot be opened), or a store that failed during the update: then the rows applied, not applied
+and unknown (the store never answered for them) are listed by line; applying the rows not
+applied and unknown again, or the whole file again, is safe.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from federation.itemstatus import StatusInputError, apply_updates, parse_csv
+from federation.itemstatus import StatusInputError, UpdateInterrupted, apply_updates, parse_csv
 from federation.rules import ConfigError, load_network
 from federation.search import SearchService
 from federation.stores import open_store
@@ -78,14 +79,18 @@ async def _run(args: argparse.Namespace) -> int:
     table = load_index_table()
     settings = network.store_settings(os.environ, override_kind=args.store, data_dir=args.data_dir)
     store = await open_store(settings, table)
+    lines = [line for line, _ in rows]
     try:
         report = await apply_updates(SearchService(network, table, store), [u for _, u in rows], library=args.library)
-    except StoreError as error:
-        raise _Failure(f"federation items-status: {error}\nthe store failed during the update: some rows may "
-                       f"have been applied; the file is safe to apply again") from None
+    except UpdateInterrupted as failure:
+        listed = [f"{what}: {_lines(path, [lines[n] for n in positions])}"
+                  for what, positions in (("applied", failure.applied), ("not applied", failure.not_applied),
+                                          ("unknown", failure.unknown)) if positions]
+        raise _Failure(f"federation items-status: {failure.cause}\nthe store failed during the update: "
+                       f"{failure.summary()}\n" + "\n".join(listed) +
+                       "\napplying the rows not applied (and unknown) again, or the whole file again, is safe") from None
     finally:
         await store.close()
-    lines = [line for line, _ in rows]
     if report.violations:
         problems = [f"{path}:{lines[v.index]}: {v.reason}" for v in report.violations]
         raise _Failure("\n".join(problems) + "\nnothing was applied")
@@ -102,3 +107,7 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"{report.applied} applied ({changed} changed, {report.applied - changed} already so), "
               f"{report.rejected} rejected, of {len(rows)} rows")
     return 2 if report.rejected else 0
+
+
+def _lines(path: Path, numbers: list[int]) -> str:
+    return f"{path} line{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"
