@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -67,6 +68,78 @@ MAX_FACET_LIMIT = 100
 MAX_QUERY_LENGTH = 8192
 # Room for MAX_BATCH_ITEMS updates of generous size; larger bodies are refused before parsing.
 MAX_BODY_BYTES = 256 * 1024
+DEFAULT_FACET_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class QueryParameter:
+    """A query parameter a route accepts: text, or a whole number within bounds."""
+
+    name: str
+    integer: bool = False
+    default: int | str | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+# Every query parameter of every route, by route name (ROUTES), in one place: handlers read
+# their parameters only through it (`Query`), and tests/test_api.py holds the OpenAPI document
+# to it. A route not listed takes none; parameters a route does not take are ignored.
+QUERY_PARAMETERS: dict[str, tuple[QueryParameter, ...]] = {
+    "search": (
+        QueryParameter("q"),
+        QueryParameter("cql"),
+        QueryParameter("database", default="union"),
+        QueryParameter("offset", integer=True, default=0, minimum=0, maximum=MAX_OFFSET),
+        QueryParameter("limit", integer=True, default=DEFAULT_LIMIT, minimum=0, maximum=MAX_LIMIT),
+        QueryParameter("sort"),
+        QueryParameter("facets"),
+        QueryParameter("facet_limit", integer=True, default=DEFAULT_FACET_LIMIT, minimum=1, maximum=MAX_FACET_LIMIT),
+    ),
+    "availability": (
+        QueryParameter("card"),
+        QueryParameter("library"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Query:
+    """A request's query parameters as its route declares them (QUERY_PARAMETERS); reading one
+    the route does not declare is a programming error."""
+
+    route: str
+    values: MultiDictProxy[str]
+
+    def _declared(self, name: str, integer: bool) -> QueryParameter:
+        found = next((p for p in QUERY_PARAMETERS.get(self.route, ()) if p.name == name), None)
+        if found is None or found.integer != integer:
+            raise LookupError(f"route {self.route!r} declares no {'integer' if integer else 'text'} "
+                              f"query parameter {name!r} (api.QUERY_PARAMETERS)")
+        return found
+
+    def text(self, name: str) -> str:
+        """The value, stripped; the declared default (or "") when absent or blank."""
+        parameter = self._declared(name, integer=False)
+        value = self.values.get(name, "").strip()
+        return value or str(parameter.default or "")
+
+    def integer(self, name: str) -> int:
+        """The whole number; the declared default when absent or empty; 400 when not a whole
+        number or outside the declared bounds."""
+        parameter = self._declared(name, integer=True)
+        text = self.values.get(name)
+        if text is None or text == "":
+            return int(parameter.default or 0)
+        try:
+            value = int(text)
+        except ValueError:
+            raise ApiError(400, "bad_parameter", f"{name}: {text!r} is not a whole number") from None
+        low = parameter.minimum if parameter.minimum is not None else value
+        high = parameter.maximum if parameter.maximum is not None else value
+        if not low <= value <= high:
+            raise ApiError(400, "bad_parameter", f"{name}: {value} is outside {low}..{high}")
+        return value
 
 
 class ApiError(Exception):
@@ -190,7 +263,7 @@ class JsonApi:
 
     async def search(self, request: web.Request) -> web.Response:
         params = _query(request)
-        keywords, cql_text = params.get("q", "").strip(), params.get("cql", "").strip()
+        keywords, cql_text = params.text("q"), params.text("cql")
         if bool(keywords) == bool(cql_text):
             raise ApiError(400, "bad_parameter", "give exactly one of q (keywords) and cql (a CQL query)")
         if len(keywords or cql_text) > MAX_QUERY_LENGTH:
@@ -199,15 +272,15 @@ class JsonApi:
         if control is not None:
             raise ApiError(400, "bad_parameter", f"q: control character U+{ord(keywords[control]):04X} "
                                                  f"at position {control}")
-        offset = _int_param(params, "offset", 0, 0, MAX_OFFSET)
-        limit = _int_param(params, "limit", DEFAULT_LIMIT, 0, MAX_LIMIT)
-        facet_limit = _int_param(params, "facet_limit", 10, 1, MAX_FACET_LIMIT)
-        database = params.get("database", "union")
+        offset = params.integer("offset")
+        limit = params.integer("limit")
+        facet_limit = params.integer("facet_limit")
+        database = params.text("database")
         if self.service.database(database) is None:
             names = ", ".join(d.name for d in self.service.databases())
             raise ApiError(400, "bad_parameter", f"database: no database {database!r} (databases: {names})")
-        sort = self._sort(params.get("sort", ""))
-        facets = self._facets(params.get("facets", ""), facet_limit)
+        sort = self._sort(params.text("sort"))
+        facets = self._facets(params.text("facets"), facet_limit)
         if cql_text:
             try:
                 mapped = self.mapper.map(parse_cql(cql_text))
@@ -271,8 +344,8 @@ class JsonApi:
 
     async def availability(self, request: web.Request) -> web.Response:
         query = _query(request)
-        card = query.get("card", "").strip() or None
-        library = query.get("library", "").strip() or None
+        card = query.text("card") or None
+        library = query.text("library") or None
         if card is None and library is None:
             raise ApiError(400, "bad_parameter", "give card=NUMBER (the reader's card) and/or library=CODE "
                                                  "(where the reader wants the book)")
@@ -424,19 +497,6 @@ class JsonApi:
         return _json({"library": library, **report.to_dict()})
 
 
-def _int_param(params: Any, name: str, default: int, low: int, high: int) -> int:
-    text = params.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ApiError(400, "bad_parameter", f"{name}: {text!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise ApiError(400, "bad_parameter", f"{name}: {value} is outside {low}..{high}")
-    return value
-
-
 async def _read_limited(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(400, "too_large", f"the body is {request.content_length} bytes; at most {limit} "
@@ -452,13 +512,13 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _query(request: web.Request) -> MultiDictProxy[str]:
-    """The request's query parameters; 400 naming the first whose percent-escapes are not UTF-8
-    (aiohttp would pass it on with U+FFFD in their place)."""
+def _query(request: web.Request) -> Query:
+    """The request's query parameters, as its route declares them; 400 naming the first whose
+    percent-escapes are not UTF-8 (aiohttp would pass it on with U+FFFD in their place)."""
     broken = undecodable_parameter(request.rel_url.raw_query_string)
     if broken is not None:
         raise ApiError(400, "bad_parameter", f"{broken}: not UTF-8 (percent-escapes of other bytes)")
-    return request.query
+    return Query(request.match_info.route.name or "", request.query)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -523,4 +583,5 @@ def install_api(app: web.Application, service: SearchService) -> None:
     app.add_subapp(API_PREFIX, create_api_app(service))
 
 
-__all__ = ["API_PREFIX", "ROUTES", "catalogue_stats", "create_api_app", "install_api"]
+__all__ = ["API_PREFIX", "QUERY_PARAMETERS", "ROUTES", "QueryParameter", "catalogue_stats", "create_api_app",
+           "install_api"]

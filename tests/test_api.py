@@ -28,11 +28,21 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from es_support import es_store
-from federation.api import API_PREFIX, ROUTES
+from federation.api import API_PREFIX, QUERY_PARAMETERS, ROUTES
 from federation.app import create_app
 from federation.cli import main
 from federation.federated import FederatedSearch
-from federation.itemstatus import FIELDS, MAX_BATCH_ITEMS, STATUS_VALUES, StatusInputError, parse_batch, parse_csv
+from federation.itemstatus import (
+    FIELDS,
+    MAX_BARCODE_LENGTH,
+    MAX_BATCH_ITEMS,
+    MAX_LOCATION_LENGTH,
+    REQUIRED_FIELDS,
+    STATUS_VALUES,
+    StatusInputError,
+    parse_batch,
+    parse_csv,
+)
 from federation.rules import Network, load_network
 from federation.search import SearchService
 from federation.z3950service import start_z3950_server
@@ -239,6 +249,73 @@ def test_openapi_document_lists_exactly_the_routes(catalogue: Catalogue, network
     text = json.dumps(OPENAPI)
     for ref in set(re.findall(r'"#/components/schemas/([A-Za-z]+)"', text)):
         assert ref in OPENAPI["components"]["schemas"], ref
+
+
+def _parameters(operation: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in operation.get("parameters", []) if p["in"] == where}
+
+
+def test_openapi_query_parameters_are_the_ones_each_handler_declares() -> None:
+    """Each route's documented query parameters are exactly those it declares in
+    api.QUERY_PARAMETERS (the only way its handler reads any), with the same kind, bounds and
+    default; its path parameters are those of its template."""
+    assert set(QUERY_PARAMETERS) <= {name for _, _, name in ROUTES}
+    for method, path, name in ROUTES:
+        operation = OPENAPI["paths"][path][method.lower()]
+        documented = _parameters(operation, "query")
+        declared = {p.name: p for p in QUERY_PARAMETERS.get(name, ())}
+        assert list(documented) == list(declared), f"{method} {path}: query parameters"
+        for parameter in declared.values():
+            schema = documented[parameter.name]["schema"]
+            assert documented[parameter.name]["required"] is False, (path, parameter.name)
+            assert schema["type"] == ("integer" if parameter.integer else "string"), (path, parameter.name)
+            assert (schema.get("minimum"), schema.get("maximum"), schema.get("default")) == \
+                (parameter.minimum, parameter.maximum, parameter.default), (path, parameter.name)
+        assert set(_parameters(operation, "path")) == set(re.findall(r"\{([a-z_]+)\}", path)), path
+        assert all(p["required"] for p in _parameters(operation, "path").values()), path
+
+
+def test_openapi_request_body_limits_are_the_codes() -> None:
+    batch = OPENAPI["components"]["schemas"]["StatusBatch"]
+    assert (batch["properties"]["items"]["minItems"], batch["properties"]["items"]["maxItems"]) == (1, MAX_BATCH_ITEMS)
+    update = OPENAPI["components"]["schemas"]["StatusUpdate"]
+    assert tuple(update["properties"]) == FIELDS and tuple(update["required"]) == REQUIRED_FIELDS
+    assert update["properties"]["barcode"]["maxLength"] == MAX_BARCODE_LENGTH
+    assert update["properties"]["location"]["maxLength"] == MAX_LOCATION_LENGTH
+    assert tuple(update["properties"]["status"]["enum"]) == STATUS_VALUES
+    assert update["additionalProperties"] is False and batch["additionalProperties"] is False
+    body = OPENAPI["paths"]["/items/status"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/StatusBatch"}
+    assert [m for m, p, _ in ROUTES if "requestBody" in OPENAPI["paths"][p][m.lower()]] == ["POST"]
+
+
+async def test_integer_parameters_are_held_to_their_declared_bounds(running: Running) -> None:
+    """The declaration is what the handler applies: each bound refused one past it, with the
+    message naming it, and the default used when the parameter is absent."""
+    for parameter in QUERY_PARAMETERS["search"]:
+        if not parameter.integer:
+            continue
+        for value in (parameter.minimum - 1, parameter.maximum + 1):
+            refused = await running.get("/search", 400, q="图书馆", **{parameter.name: str(value)})
+            assert refused["message"] == (f"{parameter.name}: {value} is outside "
+                                          f"{parameter.minimum}..{parameter.maximum}")
+        await running.get("/search", 200, q="图书馆", **{parameter.name: str(parameter.maximum)})
+    answer = await running.get("/search", q="图书馆")
+    defaults = {p.name: p.default for p in QUERY_PARAMETERS["search"]}
+    assert (answer["offset"], answer["limit"], answer["query"]["database"]) == \
+        (defaults["offset"], defaults["limit"], defaults["database"])
+
+
+def test_a_handler_cannot_read_an_undeclared_parameter() -> None:
+    from multidict import MultiDict, MultiDictProxy
+
+    from federation.api import Query
+
+    query = Query("availability", MultiDictProxy(MultiDict({"card": " 37052303000123 ", "limit": "5"})))
+    assert query.text("card") == "37052303000123"
+    for read in (lambda: query.text("limit"), lambda: query.integer("card"), lambda: Query("stats", query.values).text("q")):
+        with pytest.raises(LookupError, match="QUERY_PARAMETERS"):
+            read()
 
 
 async def test_openapi_served(running: Running) -> None:
