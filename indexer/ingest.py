@@ -12,7 +12,10 @@ Every record read ends in exactly one of the report's counts, so that
 - unchanged: the stored contribution has the same fingerprint (or a withdrawal found nothing
   to withdraw), or the whole file is unchanged since its last clean ingest (see below);
 - quarantined: it was not taken in, and its raw bytes are in the quarantine file with the
-  reason and its position.
+  reason and its position. Only bibliographic records are taken in: a record whose leader/06
+  names another type (authority, holdings, classification, community information) is
+  quarantined whatever the rule set requires, and so is one whose leader/06 is blank and that
+  has no title field (245, UNIMARC/CNMARC 200).
 
 Which library a file belongs to: `options.library`, else the library the holdings' source
 codes name most often in the file's first records, else the hub (whose catalogue records
@@ -79,6 +82,32 @@ LIBRARY_SNIFF_RECORDS = 200
 MAX_WARNINGS = 1000
 # Bump when the pipeline's own treatment of records changes what it stores.
 PIPELINE_VERSION = "1"
+# Bump when what the pipeline takes in changes but not what it stores of the records it takes
+# (fingerprints stay, so nothing is rewritten): files recorded as clean are read once more, so
+# that records now refused are reported. 2: records of a non-bibliographic type are refused.
+FILE_STATE_VERSION = "2"
+
+# Leader/06 (type of record) of the bibliographic formats; any other type is not catalogued.
+BIBLIOGRAPHIC_TYPES = {
+    MarcFormat.MARC21: frozenset("acdefgijkmoprt"),
+    MarcFormat.UNIMARC: frozenset("abcdefgijklmr"),
+    MarcFormat.CNMARC: frozenset("abcdefgijklmr"),
+}
+# What the other leader/06 values of each format's family of formats stand for (for the reason).
+_UNIMARC_OTHER_TYPES = {
+    "x": "authority record", "y": "authority record (reference entry)",
+    "z": "authority record (general explanatory entry)", "u": "holdings record",
+}
+OTHER_RECORD_TYPES = {
+    MarcFormat.MARC21: {
+        "z": "authority record", "u": "holdings record", "v": "holdings record", "x": "holdings record",
+        "y": "holdings record", "w": "classification record", "q": "community information record",
+    },
+    MarcFormat.UNIMARC: _UNIMARC_OTHER_TYPES,
+    MarcFormat.CNMARC: _UNIMARC_OTHER_TYPES,
+}
+# The title field that lets a record whose leader does not state its type go in as bibliographic.
+TITLE_TAGS = {MarcFormat.MARC21: "245", MarcFormat.UNIMARC: "200", MarcFormat.CNMARC: "200"}
 
 
 class IngestError(Exception):
@@ -291,7 +320,8 @@ class FileState:
 
     @staticmethod
     def key(digest: str, options: IngestOptions, salt: str) -> str:
-        material = json.dumps([digest, options.library, options.format and options.format.value, options.encoding, salt])
+        material = json.dumps([FILE_STATE_VERSION, digest, options.library, options.format and options.format.value,
+                               options.encoding, salt])
         return hashlib.sha256(material.encode()).hexdigest()
 
     def get(self, key: str) -> dict | None:
@@ -368,6 +398,9 @@ class _Quarantined:
     result: ReadResult
     reason: str
     source_id: str | None = None
+    # Whether a full ingest keeps the library's previous contribution under `source_id`: not for
+    # a record that is no bibliographic record (its control number names no contribution).
+    keeps_previous: bool = True
 
 
 @dataclass
@@ -408,6 +441,19 @@ def unicode_leader(leader: str, fmt: MarcFormat) -> str:
     return leader[:9] + coding + leader[10:]
 
 
+def record_type_refusal(record: Record, fmt: MarcFormat) -> str | None:
+    """Why a record is not taken in as bibliographic because of its leader/06 (type of record),
+    or None. A blank (unstated) type is left to `_Preparer._prepare`."""
+    code = str(record.leader)[6:7]
+    if code in ("", " ") or code in BIBLIOGRAPHIC_TYPES[fmt]:
+        return None
+    kind = OTHER_RECORD_TYPES[fmt].get(code)
+    if kind is None:
+        types = " ".join(sorted(BIBLIOGRAPHIC_TYPES[fmt]))
+        return f"leader/06 {code!r} is no {fmt.value} bibliographic type of record ({types}): only bibliographic records are catalogued"
+    return f"{kind} (leader/06 {code!r}): only bibliographic records are catalogued"
+
+
 def fallback_source_id(record: Record) -> str:
     """An id for a record without a control number: a hash of its content (stable across
     re-ingests of the same record; a changed record is a new contribution)."""
@@ -438,6 +484,12 @@ class _Preparer:
         if fmt.value not in self.policy.accepted_formats:
             return _Quarantined(result, f"format {fmt.value} is not accepted by the rule set ({', '.join(self.policy.accepted_formats)})")
         source_id = control_number(record, fmt)
+        # Authority, holdings, classification, community information records are not books: not
+        # as union records, and not as deletions either (their control numbers are another
+        # numbering, which may name one of the library's bibliographic records).
+        refusal = record_type_refusal(record, fmt)
+        if refusal:
+            return _Quarantined(result, refusal, source_id, keeps_previous=False)
         if str(record.leader)[5:6] == "d":
             if not source_id:
                 return _Quarantined(result, "deleted record (leader/05 d) without a control number: cannot tell what it withdraws")
@@ -446,6 +498,12 @@ class _Preparer:
         missing = [tag for tag in required if not record.get_fields(tag)]
         if missing:
             return _Quarantined(result, f"missing required field(s) {', '.join(missing)} for {fmt.value}", source_id)
+        if str(record.leader)[6:7] in ("", " "):
+            title = TITLE_TAGS[fmt]
+            if not record.get_fields(title):
+                return _Quarantined(result, f"type of record not stated (leader/06 blank) and no {title} title: "
+                                            "not recognizably a bibliographic record", source_id)
+            self.report.warn(f"{where}: type of record not stated (leader/06 blank); taken in as bibliographic (it has a {title})")
         if not source_id:
             source_id = fallback_source_id(record)
             self.report.warn(f"{where}: no control number; identified by content as {source_id}")
@@ -703,7 +761,7 @@ class Pipeline:
             file.summary.read += 1
             self.report.read += 1
             if isinstance(entry, _Quarantined):
-                if entry.source_id:
+                if entry.source_id and entry.keeps_previous:
                     # Sent, though not taken in: a full ingest keeps its previous contribution. (Not
                     # as read from this file: a later good record with its control number goes in.)
                     self.seen.add(SeenSources.NOT_TAKEN, [(file.library.code, entry.source_id)])

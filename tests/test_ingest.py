@@ -292,10 +292,10 @@ async def test_the_same_cnmarc_records_in_gb18030_and_as_served_in_cnmarc_xml_ar
     # Guangrao accepts CNMARC and MARC21 only.
     ("unimarc/periouni-3064.mrc", "format unimarc is not accepted"),
     # Zebra's classification records (leader/06 w) and its LC name and subject authority records
-    # (leader/06 z) have no 245, which Guangrao requires of MARC21.
-    ("idzebra/marcxml/collection-clasmrc.xml.gz", "missing required field(s) 245"),
-    ("idzebra/marcxml/collection-namemrc.xml.gz", "missing required field(s) 245"),
-    ("idzebra/marcxml/collection-subjmrc.xml.gz", "missing required field(s) 245"),
+    # (leader/06 z) are no bibliographic records (they also lack the 245 Guangrao requires).
+    ("idzebra/marcxml/collection-clasmrc.xml.gz", "classification record (leader/06 'w'): only bibliographic records are catalogued"),
+    ("idzebra/marcxml/collection-namemrc.xml.gz", "authority record (leader/06 'z'): only bibliographic records are catalogued"),
+    ("idzebra/marcxml/collection-subjmrc.xml.gz", "authority record (leader/06 'z'): only bibliographic records are catalogued"),
 ])
 async def test_records_the_rule_set_refuses_are_quarantined(run, store, relative, reason):
     path = FIXTURES / relative
@@ -317,8 +317,6 @@ def xml_leader_types(path: Path) -> list[str]:
     return [leader[6] for leader in tree.xpath("//*[local-name()='record']/*[local-name()='leader']/text()")]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: ingest takes MARC21 authority/classification records (leader/06 z, w) "
-                                       "in as bibliographic union records when the rule set requires no 245")
 @pytest.mark.parametrize("name", ["collection-namemrc.xml.gz", "collection-subjmrc.xml.gz", "collection-clasmrc.xml.gz"])
 async def test_authority_records_are_refused_whatever_the_required_fields(run, store, any_format_policy, name):
     """Zebra's LC name/subject authority and classification records are not books: a rule set
@@ -328,6 +326,113 @@ async def test_authority_records_are_refused_whatever_the_required_fields(run, s
     report = await run([path], lenient)
     assert (report.read, report.quarantined) == (20, 20)
     assert (await store.stats()).records == 0
+    kind = "classification record (leader/06 'w')" if "clas" in name else "authority record (leader/06 'z')"
+    entries = read_quarantine(report.quarantine)
+    assert [e["position"] for e in entries] == list(range(1, 21))
+    assert {e["reason"] for e in entries} == {f"{kind}: only bibliographic records are catalogued"}
+    assert all(e["source_id"] for e in entries)  # the control number, to find the record by
+
+
+def with_leader_06(record: pymarc.Record, code: str, control: str | None = None) -> pymarc.Record:
+    """A copy of the record whose leader/06 (type of record) is `code`, under another 001."""
+    copy = pymarc.Record(leader=str(record.leader)[:6] + code + str(record.leader)[7:], force_utf8=True)
+    for existing in record.fields:
+        if control is not None and existing.tag == "001":
+            copy.add_field(pymarc.Field(tag="001", data=control))
+        else:
+            copy.add_field(existing)
+    return copy
+
+
+@pytest.mark.parametrize("code, reason", [
+    ("z", "authority record (leader/06 'z')"),
+    ("u", "holdings record (leader/06 'u')"),
+    ("v", "holdings record (leader/06 'v')"),
+    ("x", "holdings record (leader/06 'x')"),
+    ("y", "holdings record (leader/06 'y')"),
+    ("w", "classification record (leader/06 'w')"),
+    ("q", "community information record (leader/06 'q')"),
+    ("b", "leader/06 'b' is no marc21 bibliographic type of record (a c d e f g i j k m o p r t)"),
+])
+async def test_marc21_records_of_another_type_are_quarantined_with_their_type(
+        run, store, any_format_policy, tmp_path, loc_records, code, reason):
+    # Even a record that has everything a book has (a 245, a 100, items) is refused for its type.
+    lenient = dataclasses.replace(any_format_policy, required_fields={})
+    book = library_copy(loc_records[3], "FY-3", [])
+    path = write_export(tmp_path / "mixed.mrc", [with_leader_06(book, code, "FY-OTHER"), book])
+    report = await run([path], lenient, library=READING_ROOM)
+    assert (report.read, report.added, report.quarantined) == (2, 1, 1)
+    (entry,) = read_quarantine(report.quarantine)
+    assert (entry["position"], entry["source_id"]) == (1, "FY-OTHER")
+    assert entry["reason"] == f"{reason}: only bibliographic records are catalogued"
+    assert set(await store.find_by_contribution(READING_ROOM, ["FY-3", "FY-OTHER"])) == {"FY-3"}
+
+
+@pytest.mark.parametrize("code, reason", [
+    ("x", "authority record (leader/06 'x')"),
+    ("y", "authority record (reference entry) (leader/06 'y')"),
+    ("z", "authority record (general explanatory entry) (leader/06 'z')"),
+    ("u", "holdings record (leader/06 'u')"),
+])
+async def test_unimarc_and_cnmarc_records_of_another_type_are_quarantined_with_their_type(
+        run, store, any_format_policy, tmp_path, code, reason):
+    books = [r.record for r in read_records(FIXTURES / "cnmarc" / "dp2_sru_sample_cnmarcxml.iso")][:2]
+    unimarc = [r.record for r in read_records(FIXTURES / "unimarc" / "periouni-3064.mrc")][:2]
+    records = [with_leader_06(books[0], code), books[1], with_leader_06(unimarc[0], code), unimarc[1]]
+    path = tmp_path / "mixed.iso"
+    path.write_bytes(b"".join(iso2709(record, "utf-8") for record in records))
+    report = await run([path], any_format_policy)
+    assert (report.read, report.added + report.merged, report.quarantined) == (4, 2, 2)
+    entries = read_quarantine(report.quarantine)
+    assert [e["position"] for e in entries] == [1, 3]
+    assert {e["reason"] for e in entries} == {f"{reason}: only bibliographic records are catalogued"}
+
+
+async def test_every_bibliographic_type_of_record_goes_in(run, store, any_format_policy, tmp_path, loc_records):
+    book = library_copy(loc_records[5], "FY-5", [])
+    records = [with_leader_06(book, code, f"FY-{code}") for code in "acdefgijkmoprt"]
+    path = write_export(tmp_path / "types.mrc", records)
+    report = await run([path], dataclasses.replace(any_format_policy, required_fields={}), library=READING_ROOM)
+    assert (report.read, report.quarantined) == (14, 0)
+    assert len(await store.find_by_contribution(READING_ROOM, [f"FY-{code}" for code in "acdefgijkmoprt"])) == 14
+
+
+async def test_a_blank_type_of_record_goes_in_only_with_a_title(run, store, any_format_policy, tmp_path, loc_records):
+    # pymarc's own blank leader (and fixtures/malformed/bad_leaders_10_11.mrc) state no type:
+    # a record with a 245 is taken in as bibliographic, with a warning; one without is refused.
+    lenient = dataclasses.replace(any_format_policy, required_fields={})
+    titled = with_leader_06(library_copy(loc_records[7], "FY-7", []), " ")
+    untitled = with_leader_06(library_copy(loc_records[8], "FY-8", []), " ")
+    untitled.remove_fields("245")
+    report = await run([write_export(tmp_path / "blank.mrc", [titled, untitled])], lenient, library=READING_ROOM)
+    assert (report.read, report.added, report.quarantined) == (2, 1, 1)
+    (entry,) = read_quarantine(report.quarantine)
+    assert entry["reason"] == ("type of record not stated (leader/06 blank) and no 245 title: "
+                               "not recognizably a bibliographic record")
+    assert any("leader/06 blank" in warning and "taken in as bibliographic" in warning for warning in report.warnings)
+    assert set(await store.find_by_contribution(READING_ROOM, ["FY-7", "FY-8"])) == {"FY-7"}
+
+
+async def test_a_record_of_another_type_neither_withdraws_nor_keeps_a_bibliographic_contribution(
+        run, store, policy, tmp_path, loc_records):
+    """An authority record's control number is another numbering: the library's bibliographic
+    record under the same number is not withdrawn by a deleted authority record, and is not kept
+    by a full export that has only an authority record under that number."""
+    room = policy.libraries[READING_ROOM]
+    books = {n: library_copy(loc_records[n], f"FY-{n}", [holdings_field(room, READING_ROOM, barcode(room, n))])
+             for n in (10, 11)}
+    await run([write_export(tmp_path / "fy.mrc", list(books.values()))], library=READING_ROOM)
+    authority = with_leader_06(loc_records[10], "z", "FY-10")
+    deleted = pymarc.Record(leader=str(authority.leader)[:5] + "d" + str(authority.leader)[6:], force_utf8=True)
+    deleted.add_field(pymarc.Field(tag="001", data="FY-10"))
+    report = await run([write_export(tmp_path / "auth-deleted.mrc", [deleted])], library=READING_ROOM)
+    assert (report.read, report.quarantined, report.updated) == (1, 1, 0)
+    assert "authority record (leader/06 'z')" in read_quarantine(report.quarantine)[0]["reason"]
+    assert set(await store.find_by_contribution(READING_ROOM, ["FY-10", "FY-11"])) == {"FY-10", "FY-11"}
+    # A full export holding book 11 and an authority record numbered FY-10: book 10 is withdrawn.
+    report = await run([write_export(tmp_path / "fy-full.mrc", [authority, books[11]])], full=True, library=READING_ROOM)
+    assert (report.read, report.unchanged, report.quarantined, report.withdrawn) == (2, 1, 1, 1)
+    assert set(await store.find_by_contribution(READING_ROOM, ["FY-10", "FY-11"])) == {"FY-11"}
 
 
 # -- malformed input ---------------------------------------------------------------------------------
