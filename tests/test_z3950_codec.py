@@ -34,6 +34,15 @@ def test_every_captured_pdu_frames_decodes_and_round_trips(path: Path):
     assert codec.decode(codec.encode(decoded)) == decoded
 
 
+@pytest.mark.parametrize("name", ["yaz-basic-004-searchResponse.ber", "yaz-auth-004-searchResponse.ber",
+                                  "yaz-charneg-012-deleteResultSetResponse.ber"])
+def test_booleans_are_encoded_as_yaz_writes_them(name: str):
+    """searchStatus TRUE is the octet 0x01 as yaz-ztest sent it (not DER's 0xFF, which
+    yaz-client prints as -1), so these captured answers re-encode byte for byte."""
+    data = load(name)
+    assert codec.encode(codec.decode(data)) == data
+
+
 def test_init_request_with_utf8_proposal():
     init = codec.decode(load("yaz-charneg-001-initRequest.ber"))
     assert isinstance(init, P.InitRequest)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import asn1tools
+from asn1tools.codecs import ber
 
 from protocols.z3950 import pdu as P
 from protocols.z3950.ber import DEFAULT_LIMITS, BerError, BerLimits, to_definite
@@ -27,9 +28,41 @@ class PduEncodeError(ValueError):
     """A PDU dataclass holds a value that cannot be encoded."""
 
 
+class _OneBoolean(ber.Boolean):
+    """BOOLEAN TRUE as the octet 0x01, as YAZ writes it. BER allows any non-zero octet and
+    asn1tools writes 0xFF (DER's form), which yaz-client reads as a signed char and prints as
+    `availableNow: -1`; a client that tests for exactly 1 would take it for false."""
+
+    def encode_content(self, data: Any, values: Any = None) -> bytearray:
+        return bytearray([1 if data else 0])
+
+
+def _one_booleans(node: Any, seen: set[int]) -> None:
+    """Make every BOOLEAN of a compiled type tree a `_OneBoolean` (this compiled tree only)."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if type(node) is ber.Boolean:
+        node.__class__ = _OneBoolean
+    if isinstance(node, (list, tuple)):
+        children = node
+    elif isinstance(node, dict):
+        children = node.values()
+    elif isinstance(node, ber.Type):
+        children = vars(node).values()
+    else:
+        return
+    for child in children:
+        _one_booleans(child, seen)
+
+
 @functools.lru_cache(maxsize=1)
 def _spec() -> Any:
-    return asn1tools.compile_files(str(ASN1_MODULE), "ber")
+    spec = asn1tools.compile_files(str(ASN1_MODULE), "ber")
+    seen: set[int] = set()
+    for compiled in spec.types.values():
+        _one_booleans(compiled.type, seen)
+    return spec
 
 
 def prepare() -> None:
