@@ -212,10 +212,10 @@ class SearchService:
         return await self.store.scan(request)
 
     async def update_items(self, updates: Sequence[ItemStatusUpdate]) -> list[ItemUpdateOutcome]:
-        """Live item status; visible to the next search in every protocol."""
-        outcomes = await self.store.update_items(updates)
-        await self.store.refresh()
-        return outcomes
+        """Live item status; visible to the next search in every protocol (the store's
+        `update_items` makes it so before it returns: a second refresh here could only fail
+        after the batch was applied, and turn a complete update into an error)."""
+        return await self.store.update_items(updates)
 
     async def _with_live_items(self, records: Sequence[UnionRecord | None]) -> list[UnionRecord | None]:
         """`records` (from a backend) with each item of the network's own contributions replaced by
