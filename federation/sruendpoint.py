@@ -7,7 +7,6 @@ unexpected is logged with its traceback and answered as diagnostic 1.
 """
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from dataclasses import dataclass
@@ -162,7 +161,7 @@ class SRUEndpoint:
         self.settings = settings if settings is not None else SRUSettings.for_network(service.network)
         self.table: IndexTable = service.table
         self.mapper = CQLMapper(service.table)
-        self.rendered: RenderedRecords[etree._Element] = RenderedRecords()
+        self.rendered: RenderedRecords[bytes] = RenderedRecords()
 
     async def handle(self, request: web.Request) -> web.Response:
         params: dict[str, list[str]] = {}
@@ -327,11 +326,14 @@ class SRUEndpoint:
         return write_search_retrieve(sru.version, result, echoed, escaping=sru.record_xml_escaping,
                                      stylesheet=sru.stylesheet)
 
-    def _render(self, schema: RecordSchema, record: UnionRecord, database: Database) -> etree._Element | None:
-        """A fresh element (the response tree takes it in), copied from the rendered one kept."""
-        kept = self.rendered.get(record, database.name, schema.name,
-                                 lambda: schema.render(record, self.service.directory))
-        return None if kept is None else copy.deepcopy(kept)
+    def _render(self, schema: RecordSchema, record: UnionRecord, database: Database) -> bytes | None:
+        """The record serialized in `schema` (kept while the record is unchanged); the response
+        writer splices the bytes in."""
+        def render() -> bytes | None:
+            element = schema.render(record, self.service.directory)
+            return None if element is None else etree.tostring(element, encoding="UTF-8")
+
+        return self.rendered.get(record, database.name, schema.name, render)
 
     def _facet_requests(self, sru: SearchRetrieveRequest) -> tuple[list[FacetRequest], list[tuple[str, int, int]]]:
         requests = []

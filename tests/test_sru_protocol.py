@@ -95,3 +95,30 @@ def test_soap_requests_and_envelopes():
         with pytest.raises(SRUDiagnostic) as caught:
             parse_soap(body)
         assert caught.value.code == code
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2", "2.0"])
+@pytest.mark.parametrize("escaping", ["xml", "string"])
+def test_records_given_as_bytes_make_the_same_document_as_elements(version: str, escaping: str):
+    """A server hands the writer cached records as serialized bytes, spliced into the document:
+    the response must be the very document the elements would have made."""
+    from protocols.sru.response import ResponseRecord, SearchRetrieveResult, write_search_retrieve
+
+    def marc(title: str) -> etree._Element:
+        record = etree.Element("{http://www.loc.gov/MARC21/slim}record", nsmap={None: "http://www.loc.gov/MARC21/slim"})
+        field = etree.SubElement(record, "{http://www.loc.gov/MARC21/slim}datafield", tag="245", ind1="0", ind2="0")
+        etree.SubElement(field, "{http://www.loc.gov/MARC21/slim}subfield", code="a").text = title
+        return record
+
+    titles = ["图书馆学基础 & <一>", "Second record", "splice-0"]
+    as_elements = SearchRetrieveResult(3, [ResponseRecord("marcxml", marc(t), n + 1, f"u{n}") for n, t in enumerate(titles)])
+    as_bytes = SearchRetrieveResult(3, [ResponseRecord("marcxml", etree.tostring(marc(t), encoding="UTF-8"), n + 1, f"u{n}")
+                                        for n, t in enumerate(titles)])
+    expected = write_search_retrieve(version, as_elements, None, escaping=escaping)
+    spliced = write_search_retrieve(version, as_bytes, None, escaping=escaping)
+    assert etree.tostring(etree.fromstring(spliced), method="c14n") == etree.tostring(etree.fromstring(expected), method="c14n")
+    records = etree.fromstring(spliced).findall(".//{*}recordData")
+    if escaping == "xml":
+        assert [r.find(".//{*}subfield").text for r in records] == titles
+    else:
+        assert [etree.fromstring(r.text.encode()).find(".//{*}subfield").text for r in records] == titles
