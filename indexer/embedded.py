@@ -43,6 +43,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,8 +304,10 @@ def _intersect_order(plan: "_Plan") -> int:
 class _Compiler:
     """Canonical queries to SQL over the store's tables."""
 
-    def __init__(self, table: IndexTable):
+    def __init__(self, table: IndexTable, frequency: Callable[[str, str], int] | None = None):
         self.table = table
+        # Postings of a token in an index (an estimate is enough): which token drives a phrase.
+        self.frequency = frequency
 
     def definition(self, name: str) -> IndexDefinition:
         definition = self.table.get(name)
@@ -372,7 +375,9 @@ class _Compiler:
         Evaluated apart, each bound selects most of the catalogue. Together they are one index
         range, for a record whose value lies inside it. A record with several numbers in the
         index may meet each bound with another number (dates 2010 and 2025), so the records
-        with more than one number (`vals_multi`: few) are checked bound by bound as well.
+        with more than one number (`vals_multi`: few) are checked bound by bound as well, each
+        bound a primary-key lookup (the unary + keeps SQLite, which has no statistics, from
+        scanning `vals_num` for it instead).
         """
         conjuncts: list[Query] = []
         pending: list[Query] = [query]
@@ -406,12 +411,12 @@ class _Compiler:
             inside = " AND ".join(f"num {operator} ?" for operator, _ in bounds)
             each = " AND ".join(
                 "EXISTS (SELECT 1 FROM vals v WHERE v.rid = m.rid AND v.item = 0 AND v.idx = m.idx "
-                f"AND v.num {operator} ?)" for operator, _ in bounds
+                f"AND +v.num {operator} ?)" for operator, _ in bounds
             )
             numbers = [number for _, number in bounds]
             parts.append(_Sql(
                 f"SELECT rid FROM (SELECT rid FROM vals WHERE idx = ? AND item = 0 AND {inside} UNION ALL "
-                f"SELECT m.rid AS rid FROM vals m WHERE m.idx = ? AND m.item = 0 AND m.vord > 0 "
+                f"SELECT m.rid AS rid FROM vals m INDEXED BY vals_multi WHERE m.idx = ? AND m.item = 0 AND m.vord > 0 "
                 f"AND m.num IS NOT NULL AND {each}) WHERE 1",
                 [name, *numbers, name, *numbers],
             ))
@@ -479,11 +484,14 @@ class _Compiler:
             return where("key BETWEEN ? AND ?", definition.query_key(clause.term), definition.query_key(clause.term_high))
         raise QueryNotSupported(f"relation {relation.value} is not supported on {definition.name!r}")
 
-    @staticmethod
     def _phrase(
-        definition: IndexDefinition, owner: str, scope: str, term: str, anchor_start: bool, anchor_end: bool
+        self, definition: IndexDefinition, owner: str, scope: str, term: str, anchor_start: bool, anchor_end: bool
     ) -> _Sql:
-        """Tokens at consecutive positions of one value (token n at position p + n)."""
+        """Tokens at consecutive positions of one value (token n at position p + n).
+
+        The loop is driven by the token with the fewest postings (a CJK phrase's middle bigram,
+        which crosses a word boundary, is often rarer than its words): every other token is a
+        primary-key probe from each of its postings."""
         tokens = query_tokens(term)
         if not tokens:
             return _Sql.leaf(owner, "rid", f"FROM vals WHERE idx = ? AND {scope}", [definition.name])
@@ -493,33 +501,40 @@ class _Compiler:
                 return f"{alias}.token GLOB ?", glob_pattern(token.text)
             return f"{alias}.token = ?", token.text
 
+        k = 0
+        if self.frequency is not None and len(tokens) > 1:
+            counts = [_PATTERN_FREQUENCY if t.pattern else self.frequency(definition.name, t.text) for t in tokens]
+            k = counts.index(min(counts))
+        lead = f"t{k}"
         joins: list[str] = []
         join_params: list[Any] = []
-        first, first_param = token_condition("t0", tokens[0])
-        conditions = ["t0.idx = ?", f"t0.{scope}", first]
+        first, first_param = token_condition(lead, tokens[k])
+        conditions = [f"{lead}.idx = ?", f"{lead}.{scope}", first]
         where_params: list[Any] = [definition.name, first_param]
         if anchor_start:
-            conditions.append("t0.pos = 0")
-        for n, token in enumerate(tokens[1:], start=1):
+            conditions.append(f"{lead}.pos = {k}")
+        others = [n for n in range(len(tokens)) if n != k]
+        for joined, n in enumerate(others, start=1):
             alias = f"t{n}"
             same_place = (
-                f"{alias}.rid = t0.rid AND {alias}.item = t0.item AND {alias}.idx = t0.idx "
-                f"AND {alias}.vord = t0.vord AND {alias}.pos = t0.pos + {n}"
+                f"{alias}.rid = {lead}.rid AND {alias}.item = {lead}.item AND {alias}.idx = {lead}.idx "
+                f"AND {alias}.vord = {lead}.vord AND {alias}.pos = {lead}.pos + ({n - k})"
             )
-            condition, param = token_condition(alias, token)
-            if n <= _MAX_PHRASE_JOINS:
-                joins.append(f"JOIN toks {alias} ON {same_place} AND {condition}")
+            condition, param = token_condition(alias, tokens[n])
+            if joined <= _MAX_PHRASE_JOINS:
+                # CROSS JOIN: SQLite has no statistics and would otherwise pick its own outer loop.
+                joins.append(f"CROSS JOIN toks {alias} ON {same_place} AND {condition}")
                 join_params.append(param)
             else:
                 conditions.append(f"EXISTS (SELECT 1 FROM toks {alias} WHERE {same_place} AND {condition})")
                 where_params.append(param)
         if anchor_end:
             conditions.append(
-                "EXISTS (SELECT 1 FROM vals v WHERE v.rid = t0.rid AND v.item = t0.item AND v.idx = t0.idx "
-                f"AND v.vord = t0.vord AND v.ntok = t0.pos + {len(tokens)})"
+                f"EXISTS (SELECT 1 FROM vals v WHERE v.rid = {lead}.rid AND v.item = {lead}.item AND v.idx = {lead}.idx "
+                f"AND v.vord = {lead}.vord AND v.ntok = {lead}.pos + {len(tokens) - k})"
             )
-        from_where = f"FROM toks t0 {' '.join(joins)} WHERE {' AND '.join(conditions)}"
-        return _Sql.leaf(f"t0.{owner}", "t0.rid", from_where, join_params + where_params)
+        from_where = f"FROM toks {lead} {' '.join(joins)} WHERE {' AND '.join(conditions)}"
+        return _Sql.leaf(f"{lead}.{owner}", f"{lead}.rid", from_where, join_params + where_params)
 
     # -- relevance ----------------------------------------------------------------------------
     def relevance(self, query: Query) -> list[tuple[int, _Sql]]:
@@ -610,6 +625,9 @@ _RELEVANCE_WEIGHTS = {"title": 8, "creator": 5, "subject": 4, "series": 2, "publ
 _TITLE_START_BONUS = 3
 _TITLE_EXACT_BONUS = 8
 _RELEVANCE_PHRASES = 8  # phrases of one query that are scored (a long `any` list ranks by its first ones)
+_PATTERN_FREQUENCY = 1 << 62  # a masked token's postings are not counted: never the one that drives
+_FREQUENCY_CAP = 20_000  # postings counted per token at most (enough to tell rare from common)
+_FREQUENCIES_KEPT = 100_000
 
 
 def _combine(operator: str, left: _Plan, right: _Plan) -> _Plan:
@@ -696,6 +714,32 @@ class _Evaluation:
             self.connection.execute(f"DELETE FROM temp.{table}")
 
 
+class _TokenFrequencies:
+    """How many postings a token has in an index, counted up to `_FREQUENCY_CAP` and kept for a
+    few minutes: only the order of a phrase's joins depends on it, never its answer."""
+
+    def __init__(self, ttl: float = 300.0):
+        self.ttl = ttl
+        self._counts: dict[tuple[str, str], tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, connection: sqlite3.Connection, index: str, token: str) -> int:
+        now = time.monotonic()
+        with self._lock:
+            kept = self._counts.get((index, token))
+        if kept is not None and now - kept[1] < self.ttl:
+            return kept[0]
+        count = connection.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM toks WHERE idx = ? AND token = ? LIMIT ?)",
+            (index, token, _FREQUENCY_CAP),
+        ).fetchone()[0]
+        with self._lock:
+            if len(self._counts) >= _FREQUENCIES_KEPT:
+                self._counts.clear()
+            self._counts[(index, token)] = (count, now)
+        return count
+
+
 # -- cursors -------------------------------------------------------------------------------------
 
 def _signature(keys: tuple[SortKey, ...]) -> str:
@@ -745,6 +789,7 @@ class EmbeddedStore(Store):
         self._open_lock = asyncio.Lock()
         self._analysed = _ValueAnalysis()
         self._decoded = DecodedRecords(_decode_payload)
+        self._frequencies = _TokenFrequencies()
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -1146,7 +1191,6 @@ class EmbeddedStore(Store):
         return [_decode_payload(payloads[i]) if i in payloads else None for i in ids]
 
     async def search(self, request: SearchRequest) -> SearchResult:
-        hits = self._compile(request.query, request.item_scope)
         sort_definitions = self.compiler.sort_definitions(request.sort)
         facet_definitions = [self._facet_definition(f) for f in request.facets]
         signature = _signature(request.sort)
@@ -1157,10 +1201,12 @@ class EmbeddedStore(Store):
         offset = 0 if after is not None else max(request.offset, 0)
 
         def work(connection: sqlite3.Connection) -> SearchResult:
+            compiler = self._reading_compiler(connection)
+            hits = self._compile(request.query, request.item_scope, compiler)
             evaluation = _Evaluation(connection)
             try:
                 evaluation.into_hits(hits)
-                return self._search_in(connection, request, sort_definitions, facet_definitions,
+                return self._search_in(connection, compiler, request, sort_definitions, facet_definitions,
                                        signature, after, offset, limit)
             finally:
                 evaluation.clear()
@@ -1178,15 +1224,20 @@ class EmbeddedStore(Store):
         except UnicodeEncodeError as error:
             raise QueryNotSupported(f"the query is not valid Unicode text: {error.reason}") from None
 
-    def _compile(self, query: Query, item_scope: Query | None = None) -> _Plan:
+    def _reading_compiler(self, connection: sqlite3.Connection) -> "_Compiler":
+        """A compiler that orders phrase joins by the postings `connection` sees."""
+        return _Compiler(self.table, lambda index, token: self._frequencies.get(connection, index, token))
+
+    def _compile(self, query: Query, item_scope: Query | None = None, compiler: "_Compiler | None" = None) -> _Plan:
         try:
-            return self.compiler.records(query, item_scope)
+            return (compiler or self.compiler).records(query, item_scope)
         except RecursionError:
             raise QueryNotSupported("the query is nested too deeply") from None
 
     def _search_in(
         self,
         connection: sqlite3.Connection,
+        compiler: "_Compiler",
         request: SearchRequest,
         sort_definitions: list[IndexDefinition],
         facet_definitions: list[IndexDefinition],
@@ -1201,7 +1252,7 @@ class EmbeddedStore(Store):
         params: list[Any] = []
         order = []
         if not request.sort:
-            scoring = self.compiler.relevance(request.query) if limit and total > 1 else []
+            scoring = compiler.relevance(request.query) if limit and total > 1 else []
             if scoring:
                 self._score(connection, scoring)
                 joins.append("JOIN temp.scores sc ON sc.rid = h.rid")
