@@ -22,14 +22,14 @@ from urllib.parse import quote
 
 import pymarc
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
 from es_support import es_store
+from http_support import served_app
 from federation.api import API_PREFIX, QUERY_PARAMETERS, ROUTES
-from federation.app import create_app
 from federation.cli import main
 from federation.federated import FederatedSearch
 from federation.itemstatus import (
@@ -163,17 +163,10 @@ async def running(catalogue: Catalogue, network: Network, tmp_path: Path) -> Asy
     store = EmbeddedStore(store_dir, table)
     await store.open()
     service = SearchService(network, table, store)
-    runner = web.AppRunner(create_app(service))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    root = f"http://{host}:{port}"
     try:
-        async with ClientSession() as http:
+        async with served_app(service) as root, ClientSession() as http:
             yield Running(root + API_PREFIX, root, http, service, store_dir)
     finally:
-        await runner.cleanup()
         await store.close()
 
 
@@ -898,14 +891,9 @@ async def test_gaoming_joint_network_cards_and_availability(tmp_path: Path) -> N
     report = await ingest(sorted((tmp_path / "demo").glob("*.mrc")), store, table, policy,
                           IngestOptions(quarantine_path=tmp_path / "quarantine.jsonl"))
     assert report.reconciled and report.quarantined == 0
-    runner = web.AppRunner(create_app(SearchService(gaoming, table, store)))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
     try:
-        async with ClientSession() as http:
-            api = Running(f"http://{host}:{port}{API_PREFIX}", f"http://{host}:{port}", http,
+        async with served_app(SearchService(gaoming, table, store)) as root, ClientSession() as http:
+            api = Running(root + API_PREFIX, root, http,
                           SearchService(gaoming, table, store), tmp_path / "store")
             card = await api.get("/cards/44060500000001")
             assert (card["library"], card["joint_network"], card["honoured"]) == ("FS-NH", "foshan", True)
@@ -929,7 +917,6 @@ async def test_gaoming_joint_network_cards_and_availability(tmp_path: Path) -> N
                         and v["availability"] == "available"}
             assert verdicts == {("visit_to_borrow", "rules.circulation.lending_tiers")}
     finally:
-        await runner.cleanup()
         await store.close()
 
 
@@ -946,25 +933,17 @@ async def test_status_update_on_the_elasticsearch_store(tmp_path: Path, network:
         assert report.reconciled and report.quarantined == 0
         await store.refresh()
         service = SearchService(network, table, store)
-        runner = web.AppRunner(create_app(service))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        try:
-            async with ClientSession() as http:
-                api = Running(f"http://{host}:{port}{API_PREFIX}", f"http://{host}:{port}", http, service, tmp_path)
-                found = await api.get("/search", cql="net.library=GR and net.availability=available", limit="1")
-                record = await api.get(f"/records/{found['records'][0]['id']}")
-                barcode = next(i["barcode"] for g in record["holdings"] if g["library"] == "GR"
-                               for i in g["items"] if i["availability"] == "available")
-                done = await api.post_status({"items": [{"barcode": barcode, "status": "lost"}]}, token=TOKENS["GR"])
-                assert done["applied"] == 1 and done["items"][0]["changed"]
-                assert (await api.item(barcode))["availability"] == "lost"
-                lost = await api.get("/search", cql=f"net.barcode={barcode} and net.availability=lost", limit="1")
-                assert [r["id"] for r in lost["records"]] == [record["id"]]
-        finally:
-            await runner.cleanup()
+        async with served_app(service) as root, ClientSession() as http:
+            api = Running(root + API_PREFIX, root, http, service, tmp_path)
+            found = await api.get("/search", cql="net.library=GR and net.availability=available", limit="1")
+            record = await api.get(f"/records/{found['records'][0]['id']}")
+            barcode = next(i["barcode"] for g in record["holdings"] if g["library"] == "GR"
+                           for i in g["items"] if i["availability"] == "available")
+            done = await api.post_status({"items": [{"barcode": barcode, "status": "lost"}]}, token=TOKENS["GR"])
+            assert done["applied"] == 1 and done["items"][0]["changed"]
+            assert (await api.item(barcode))["availability"] == "lost"
+            lost = await api.get("/search", cql=f"net.barcode={barcode} and net.availability=lost", limit="1")
+            assert [r["id"] for r in lost["records"]] == [record["id"]]
 
 # -- robustness of the input checks -----------------------------------------------------------------
 

@@ -34,8 +34,8 @@ import pytest
 from aiohttp import ClientSession, web
 
 from es_support import es_store
+from http_support import served_app
 from federation.api import API_PREFIX
-from federation.app import create_app
 from federation.itemstatus import current_items
 from federation.rules import Network, load_network
 from federation.search import SearchService
@@ -146,24 +146,15 @@ async def served(case: Case, tmp_path: Path) -> AsyncIterator[Served]:
     _add_copies(demo / f"{case.holder}.mrc", network, case.holder, (case.foreign, case.stray))
     store = EmbeddedStore(tmp_path / "store", table)
     await store.open()
-    runner: web.AppRunner | None = None
     try:
         report = await ingest(sorted(demo.glob("*.mrc")), store, table, policy,
                               IngestOptions(quarantine_path=tmp_path / "quarantine.jsonl"))
         assert report.reconciled and report.quarantined == 0, report.to_json()
         service = SearchService(network, table, store)
-        runner = web.AppRunner(create_app(service))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        async with ClientSession() as http:
-            root = f"http://{host}:{port}"
+        async with served_app(service) as root, ClientSession() as http:
             yield Served(Running(root + API_PREFIX, root, http, service, tmp_path / "store"), network,
                          _export_items(network, demo), list(report.warnings))
     finally:
-        if runner is not None:
-            await runner.cleanup()
         await store.close()
 
 
@@ -349,47 +340,38 @@ async def test_a_batch_the_store_fails_part_way_says_which_items_were_applied(
     network = load_network(NETWORKS / "guangrao.yaml")
     async with _catalogue_behind(table, tmp_path, lose_answer=lose_answer) as (store, node, proxied, barcodes):
         service = SearchService(network, table, proxied)
-        runner = web.AppRunner(create_app(service))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        try:
-            async with ClientSession() as http:
-                root = f"http://{host}:{port}"
-                api = Running(root + API_PREFIX, root, http, service, tmp_path)
-                batch = {"items": [{"barcode": barcode, "status": "lost"} for barcode in barcodes]}
-                failed = await api.post_status(batch, token=token("GR"), status=503)
-                assert failed["error"] == "unavailable" and failed["library"] == "GR"
-                if lose_answer:
-                    # The second write reached the cluster; its answer did not. Reads still
-                    # work, so reading the item back settles it: applied.
-                    assert len(node.written) == 2
-                    assert (failed["applied"], failed["not_applied"], failed["unknown"]) == \
-                        (barcodes[:2], barcodes[2:], [])
-                    assert "2 of 4 applied, 2 not applied" in failed["message"]
-                else:
-                    # The node went down after the first write: the second was sent and never
-                    # answered, and nothing can be read back.
-                    assert len(node.written) == 1
-                    assert (failed["applied"], failed["not_applied"], failed["unknown"]) == \
-                        (barcodes[:1], barcodes[2:], barcodes[1:2])
-                    assert "1 of 4 applied, 2 not applied, 1 unknown" in failed["message"]
-                assert "send the items of not_applied and unknown again" in failed["message"]
-                # What the cluster holds is what the answer said.
-                applied = set(failed["applied"])
-                assert await _states(store, barcodes) == {
-                    barcode: "lost" if barcode in applied else "available" for barcode in barcodes}
+        async with served_app(service) as root, ClientSession() as http:
+            api = Running(root + API_PREFIX, root, http, service, tmp_path)
+            batch = {"items": [{"barcode": barcode, "status": "lost"} for barcode in barcodes]}
+            failed = await api.post_status(batch, token=token("GR"), status=503)
+            assert failed["error"] == "unavailable" and failed["library"] == "GR"
+            if lose_answer:
+                # The second write reached the cluster; its answer did not. Reads still
+                # work, so reading the item back settles it: applied.
+                assert len(node.written) == 2
+                assert (failed["applied"], failed["not_applied"], failed["unknown"]) == \
+                    (barcodes[:2], barcodes[2:], [])
+                assert "2 of 4 applied, 2 not applied" in failed["message"]
+            else:
+                # The node went down after the first write: the second was sent and never
+                # answered, and nothing can be read back.
+                assert len(node.written) == 1
+                assert (failed["applied"], failed["not_applied"], failed["unknown"]) == \
+                    (barcodes[:1], barcodes[2:], barcodes[1:2])
+                assert "1 of 4 applied, 2 not applied, 1 unknown" in failed["message"]
+            assert "send the items of not_applied and unknown again" in failed["message"]
+            # What the cluster holds is what the answer said.
+            applied = set(failed["applied"])
+            assert await _states(store, barcodes) == {
+                barcode: "lost" if barcode in applied else "available" for barcode in barcodes}
 
-                # Once the node is back, sending what was not applied completes the batch.
-                node.heal()
-                resend = {"items": [{"barcode": b, "status": "lost"} for b in failed["not_applied"] + failed["unknown"]]}
-                done = await api.post_status(resend, token=token("GR"))
-                assert done["applied"] == len(resend["items"]) and all(i["changed"] for i in done["items"])
-                assert await _states(store, barcodes) == {barcode: "lost" for barcode in barcodes}
-                assert (await api.item(barcodes[-1]))["availability"] == "lost"
-        finally:
-            await runner.cleanup()
+            # Once the node is back, sending what was not applied completes the batch.
+            node.heal()
+            resend = {"items": [{"barcode": b, "status": "lost"} for b in failed["not_applied"] + failed["unknown"]]}
+            done = await api.post_status(resend, token=token("GR"))
+            assert done["applied"] == len(resend["items"]) and all(i["changed"] for i in done["items"])
+            assert await _states(store, barcodes) == {barcode: "lost" for barcode in barcodes}
+            assert (await api.item(barcodes[-1]))["availability"] == "lost"
 
 
 @pytest.mark.elasticsearch
