@@ -14,6 +14,8 @@ Layout (all in one database, WAL journal):
                                      with their position inside one value
   facets(idx, value, rid), sorts(idx, rid, skey)
                                      facet values as stored, one per record, and the sort key
+  bibsig(rid, sig)                   a digest of the values of each record-level index, so that a
+                                     rewrite touches only the indexes whose values changed
 
 The store analyses nothing itself: tokens and keys come from `indexer.analysis`, the same
 code the Elasticsearch store uses, and queries compile to set operations on these tables
@@ -126,8 +128,11 @@ CREATE INDEX IF NOT EXISTS facets_owner ON facets (rid, idx, value);
 CREATE INDEX IF NOT EXISTS facets_value ON facets (idx, value, rid);
 CREATE TABLE IF NOT EXISTS sorts (idx TEXT NOT NULL, rid INTEGER NOT NULL, skey, PRIMARY KEY (idx, rid)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sorts_rid ON sorts (rid);
+-- A digest of a record's record-level index values: the rows they make (vals and toks with
+-- item 0, their facets, sorts) need no rewriting while it is unchanged (see _replace_rows).
+CREATE TABLE IF NOT EXISTS bibsig (rid INTEGER PRIMARY KEY, sig BLOB NOT NULL);
 """
-_DEPENDENT_TABLES = ("items", "match_keys", "contributions", "vals", "toks", "facets", "sorts")
+_DEPENDENT_TABLES = ("items", "match_keys", "contributions", "vals", "toks", "facets", "sorts", "bibsig")
 
 
 class _RowSql:
@@ -628,6 +633,7 @@ _RELEVANCE_PHRASES = 8  # phrases of one query that are scored (a long `any` lis
 _PATTERN_FREQUENCY = 1 << 62  # a masked token's postings are not counted: never the one that drives
 _FREQUENCY_CAP = 20_000  # postings counted per token at most (enough to tell rare from common)
 _FREQUENCIES_KEPT = 100_000
+_SIGNATURE_BYTES = 8  # per record-level index in bibsig
 
 
 def _combine(operator: str, left: _Plan, right: _Plan) -> _Plan:
@@ -790,6 +796,7 @@ class EmbeddedStore(Store):
         self._analysed = _ValueAnalysis()
         self._decoded = DecodedRecords(_decode_payload)
         self._frequencies = _TokenFrequencies()
+        self._item_facets = tuple(d.name for d in table.item_indexes() if d.facet)
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -931,11 +938,25 @@ class EmbeddedStore(Store):
             return False
 
     # -- write path -------------------------------------------------------------------------
-    def _index_rows(self, rid: int, record: UnionRecord, item_ids: list[int]) -> _Rows:
+    def _bib_values(self, record: UnionRecord) -> list[tuple[IndexDefinition, list[str]]]:
+        """The record's values in each record-level index: all its record-level rows come from these."""
+        return [(definition, record_values(record, definition)) for definition in self.table.record_indexes()]
+
+    @staticmethod
+    def _bib_signature(bib: list[tuple[IndexDefinition, list[str]]]) -> bytes:
+        """A digest of each record-level index's values, in the table's order, one after another."""
+        return b"".join(
+            hashlib.blake2b(repr(values).encode("utf-8", "surrogatepass"), digest_size=_SIGNATURE_BYTES).digest()
+            for _, values in bib
+        )
+
+    def _index_rows(self, rid: int, record: UnionRecord, item_ids: list[int],
+                    bib: list[tuple[IndexDefinition, list[str]]]) -> _Rows:
+        """The record's rows in vals, toks, facets and sorts: its items', and those of the
+        record-level indexes in `bib` (with the values it holds in each)."""
         rows = _Rows([], [], [], [])
         analysed = self._analysed
-        for definition in self.table.record_indexes():
-            values = record_values(record, definition)
+        for definition, values in bib:
             self._value_rows(rows, definition, values, rid, 0, analysed)
             if definition.facet:
                 for value in dict.fromkeys(f for f in (facet_value(definition, v) for v in values) if f is not None):
@@ -989,9 +1010,11 @@ class EmbeddedStore(Store):
             "contributions": [(c.library, c.source_id, rid) for c in record.contributions],
         }
 
-    def _all_rows(self, rid: int, record: UnionRecord, item_ids: list[int]) -> dict[str, list[tuple]]:
-        """Every row the record has in the dependent tables but items, by table."""
-        rows = self._index_rows(rid, record, item_ids)
+    def _all_rows(self, rid: int, record: UnionRecord, item_ids: list[int],
+                  bib: list[tuple[IndexDefinition, list[str]]]) -> dict[str, list[tuple]]:
+        """The record's rows in the dependent tables but items and bibsig, by table: those of
+        its items and of the record-level indexes in `bib`."""
+        rows = self._index_rows(rid, record, item_ids, bib)
         return {**self._owner_rows(rid, record), "vals": rows.vals, "toks": rows.toks, "facets": rows.facets,
                 "sorts": rows.sorts}
 
@@ -1003,8 +1026,10 @@ class EmbeddedStore(Store):
                 (rid, item.barcode, item.library, item.tier),
             )
             item_ids.append(cursor.lastrowid)
-        for table, rows in self._all_rows(rid, record, item_ids).items():
+        bib = self._bib_values(record)
+        for table, rows in self._all_rows(rid, record, item_ids, bib).items():
             connection.executemany(_ROW_SQL[table].insert, rows)
+        connection.execute("INSERT INTO bibsig (rid, sig) VALUES (?, ?)", (rid, self._bib_signature(bib)))
 
     def _replace_rows(self, connection: sqlite3.Connection, rid: int, record: UnionRecord) -> None:
         """Bring a stored record's rows to what `record` needs, touching only the rows that
@@ -1028,12 +1053,41 @@ class EmbeddedStore(Store):
                 item_ids.append(cursor.lastrowid)
         gone = [(item_id,) for ids in stored_items.values() for item_id in ids]
         connection.executemany("DELETE FROM items WHERE item = ?", gone)
-        for table, rows in self._all_rows(rid, record, item_ids).items():
+        # A new contribution mostly brings items and a few values (its control number): the
+        # rows of the record-level indexes whose values are the same (most of a record's rows)
+        # are left as they are.
+        bib = self._bib_values(record)
+        signature = self._bib_signature(bib)
+        row = connection.execute("SELECT sig FROM bibsig WHERE rid = ?", (rid,)).fetchone()
+        stored_signature = row[0] if row is not None and len(row[0]) == len(signature) else None
+        changed = [
+            (definition, values) for n, (definition, values) in enumerate(bib)
+            if stored_signature is None
+            or signature[n * _SIGNATURE_BYTES:(n + 1) * _SIGNATURE_BYTES]
+            != stored_signature[n * _SIGNATURE_BYTES:(n + 1) * _SIGNATURE_BYTES]
+        ]
+        rewritten = tuple(definition.name for definition, _ in changed)
+        for table, rows in self._all_rows(rid, record, item_ids, changed).items():
             sql = _ROW_SQL[table]
             wanted = dict.fromkeys(rows)
-            stored = dict.fromkeys(connection.execute(sql.select, (rid,)))
-            connection.executemany(sql.delete, [sql.key(row) for row in stored if row not in wanted])
-            connection.executemany(sql.insert, [row for row in wanted if row not in stored])
+            if table in ("vals", "toks"):
+                select, params = (f"{sql.select} AND (item != 0 OR idx IN ({','.join('?' * len(rewritten))}))",
+                                  (rid, *rewritten))
+            elif table in ("facets", "sorts"):
+                names = rewritten + self._item_facets if table == "facets" else rewritten
+                select, params = f"{sql.select} AND idx IN ({','.join('?' * len(names))})", (rid, *names)
+            else:
+                select, params = sql.select, (rid,)
+            stored = dict.fromkeys(connection.execute(select, params))
+            gone = [sql.key(row) for row in stored if row not in wanted]
+            if gone:
+                connection.executemany(sql.delete, gone)
+            new = [row for row in wanted if row not in stored]
+            if new:
+                connection.executemany(sql.insert, new)
+        if changed:
+            connection.execute("INSERT INTO bibsig (rid, sig) VALUES (?, ?) ON CONFLICT (rid) DO UPDATE SET sig = excluded.sig",
+                               (rid, signature))
 
     @staticmethod
     def _delete_rows(connection: sqlite3.Connection, rid: int) -> None:
