@@ -173,9 +173,15 @@ class SearchService:
             facets=tuple(facets),
             after=after,
             item_scope=db.scope,
+            with_records=with_records,
         )
         result = await self.store.search(request)
-        records = await self.store.get(result.ids, shared=True) if result.ids and with_records else []
+        if not with_records or not result.ids:
+            records: list[UnionRecord | None] = []
+        elif result.records is not None:
+            records = result.records
+        else:
+            records = await self.store.get(result.ids, shared=True)
         return SearchOutcome(
             total=result.total,
             records=[self.scoped(db, r) for r in records if r is not None],

@@ -1232,14 +1232,10 @@ class EmbeddedStore(Store):
 
     # -- read path --------------------------------------------------------------------------
     async def get(self, ids: Sequence[str], *, shared: bool = False) -> list[UnionRecord | None]:
-        def work(connection: sqlite3.Connection) -> dict[str, bytes | str]:
-            payloads: dict[str, bytes | str] = {}
-            for chunk in _chunks(list(dict.fromkeys(ids))):
-                marks = ",".join("?" * len(chunk))
-                payloads.update(connection.execute(f"SELECT id, payload FROM records WHERE id IN ({marks})", chunk))
-            return payloads
+        payloads = await self._read(lambda connection: _payloads(connection, ids))
+        return self._records(ids, payloads, shared)
 
-        payloads = await self._read(work)
+    def _records(self, ids: Sequence[str], payloads: dict[str, bytes | str], shared: bool) -> list[UnionRecord | None]:
         if shared:
             return [self._decoded.shared(i, payloads[i]) if i in payloads else None for i in ids]
         return [_decode_payload(payloads[i]) if i in payloads else None for i in ids]
@@ -1254,18 +1250,23 @@ class EmbeddedStore(Store):
         limit = max(request.limit, 0)
         offset = 0 if after is not None else max(request.offset, 0)
 
-        def work(connection: sqlite3.Connection) -> SearchResult:
+        def work(connection: sqlite3.Connection) -> tuple[SearchResult, dict[str, bytes | str] | None]:
             compiler = self._reading_compiler(connection)
             hits = self._compile(request.query, request.item_scope, compiler)
             evaluation = _Evaluation(connection)
             try:
                 evaluation.into_hits(hits)
-                return self._search_in(connection, compiler, request, sort_definitions, facet_definitions,
-                                       signature, after, offset, limit)
+                result = self._search_in(connection, compiler, request, sort_definitions, facet_definitions,
+                                         signature, after, offset, limit)
             finally:
                 evaluation.clear()
+            # The page's records from the same snapshot, without a second trip to a reader thread.
+            return result, _payloads(connection, result.ids) if request.with_records else None
 
-        return await self._query(work)
+        result, payloads = await self._query(work)
+        if payloads is not None:
+            result.records = self._records(result.ids, payloads, shared=True)
+        return result
 
     async def _query(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """A read that runs a compiled query: what SQLite refuses is the query's fault."""
@@ -1451,6 +1452,15 @@ class EmbeddedStore(Store):
             return StoreStats(records=records, items=items, by_library=by("library"), by_tier=by("tier"))
 
         return await self._read(work)
+
+
+def _payloads(connection: sqlite3.Connection, ids: Sequence[str]) -> dict[str, bytes | str]:
+    """The stored payloads of the records `ids` names, by id (absent ones left out)."""
+    payloads: dict[str, bytes | str] = {}
+    for chunk in _chunks(list(dict.fromkeys(ids))):
+        marks = ",".join("?" * len(chunk))
+        payloads.update(connection.execute(f"SELECT id, payload FROM records WHERE id IN ({marks})", chunk))
+    return payloads
 
 
 def _encode_payload(record: UnionRecord) -> bytes:

@@ -67,7 +67,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Union
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    from indexer.model import UnionRecord
 
 
 class Relation(str, enum.Enum):
@@ -160,6 +163,9 @@ class SearchRequest:
     # Holdings scope: when set, only records with at least one item matching it are hits
     # (it is ANDed with `query` as an ItemMatch) — used for per-library and per-tier databases.
     item_scope: Query | None = None
+    # Also read the page's records (shared, read-only: `Store.get(..., shared=True)`), in the same
+    # read as the search where the store can: `SearchResult.records`, else None.
+    with_records: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,9 @@ class SearchResult:
     facets: list[Facet] = field(default_factory=list)
     # A cursor for the page after this one (same query and sort), or None at the end.
     next_cursor: str | None = None
+    # The records of `ids`, in order (None where one vanished), when asked for with
+    # `SearchRequest.with_records` and the store read them with the search; None otherwise.
+    records: list["UnionRecord | None"] | None = None
 
 
 @dataclass(frozen=True)

@@ -258,6 +258,28 @@ async def test_item_status_update_is_visible_at_once_and_durable(tmp_path: Path)
     assert item["location"] == "中文图书借阅区"  # location None: unchanged
 
 
+async def test_a_search_can_bring_its_page_of_records(tmp_path: Path) -> None:
+    """with_records: the page's records come with the search (one read, one snapshot), the same
+    records `get` returns; without it, none."""
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    try:
+        await store.upsert(handmade_records() + generated_records(60))
+        for request in (SearchRequest(MatchAll(), limit=7, offset=3),
+                        SearchRequest(Clause("title", Relation.PHRASE, "图书馆"), limit=5),
+                        SearchRequest(MatchAll(), sort=(SortKey("date", False),), limit=4)):
+            plain = await store.search(request)
+            assert plain.records is None and plain.ids
+            fetched = await store.search(dataclasses.replace(request, with_records=True))
+            assert fetched.ids == plain.ids and fetched.total == plain.total
+            assert fetched.records is not None
+            assert [r.to_dict() for r in fetched.records] == [r.to_dict() for r in await store.get(plain.ids)]
+        nothing = await store.search(SearchRequest(Clause("title", Relation.PHRASE, "zzzzqqq"), with_records=True))
+        assert nothing.ids == [] and nothing.records == []
+    finally:
+        await store.close()
+
+
 async def test_searches_run_while_a_bulk_load_writes(tmp_path: Path) -> None:
     store = EmbeddedStore(tmp_path, TABLE)
     await store.open()
