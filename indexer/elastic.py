@@ -558,7 +558,9 @@ class ElasticsearchStore(Store):
         signature = _sort_signature(sort)
         facet_fields = [self.compiler.facet_field(f) for f in request.facets]
         aggs = {f"facet{n}": _composite(field) for n, (_, field) in enumerate(facet_fields)}
-        body: dict[str, Any] = {"query": query, "sort": sort, "track_total_hits": True, "source": False}
+        # with_records: the page's payloads come in the same request (no mget after it).
+        source: bool | dict[str, list[str]] = {"includes": ["payload"]} if request.with_records else False
+        body: dict[str, Any] = {"query": query, "sort": sort, "track_total_hits": True, "source": source}
         limit = max(request.limit, 0)
         if request.after is not None:
             body["search_after"] = _decode_cursor(request.after, signature)
@@ -584,7 +586,10 @@ class ElasticsearchStore(Store):
         for n, (definition, field) in enumerate(facet_fields):
             counts = await self._facet_counts(query, field, response.body["aggregations"][f"facet{n}"])
             facets.append(ordered_facet(definition, request.facets[n], counts))
-        return SearchResult(total=total, ids=[hit["_id"] for hit in page], facets=facets, next_cursor=cursor)
+        records = ([self._decoded.shared(hit["_id"], hit["_source"]["payload"]) for hit in page]
+                   if request.with_records else None)
+        return SearchResult(total=total, ids=[hit["_id"] for hit in page], facets=facets, next_cursor=cursor,
+                            records=records)
 
     async def _skip(self, query: dict[str, Any], sort: list[dict[str, Any]], offset: int) -> list[Any] | None:
         """The sort values of the hit just before `offset`, walking pages past the result window."""

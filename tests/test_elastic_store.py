@@ -9,6 +9,7 @@ Runs on the osmem-server stand-in, or unchanged on a real cluster when ELASTICSE
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -306,6 +307,19 @@ async def test_chinese_words_latin_folding_and_both_isbn_forms() -> None:
 
 
 # -- bulk -----------------------------------------------------------------------------------------
+
+async def test_a_search_can_bring_its_page_of_records() -> None:
+    """with_records: the page's payloads come with the search itself, the same records get() reads."""
+    async with es_store(TABLE) as store:
+        await store.upsert([book(n, f"图书馆 第{n}卷", creator="吴慰慈", year=str(2000 + n)) for n in range(1, 8)])
+        await store.refresh()
+        request = SearchRequest(phrase("title", "图书馆"), offset=2, limit=3)
+        plain = await store.search(request)
+        assert plain.records is None and len(plain.ids) == 3
+        fetched = await store.search(dataclasses.replace(request, with_records=True))
+        assert fetched.ids == plain.ids and fetched.records is not None
+        assert [r.to_dict() for r in fetched.records] == [r.to_dict() for r in await store.get(plain.ids)]
+
 
 async def test_bulk_reports_each_failed_record_and_writes_the_rest() -> None:
     async with es_store(TABLE, bulk_chunk_size=50) as store:
