@@ -1,5 +1,7 @@
-"""An SRU server with the live `federated` database registered, for the federation-overhead
-benchmark (`federation serve` does not register it yet):
+"""An SRU server with the live `federated` database, for the federation-overhead benchmark.
+`federation serve` registers the same database, but always with the union index as one of its
+sources; the benchmark federates the remote target alone (`--remote-only`), so that the
+federated answer and zebrasrv's direct one carry the same records:
 
     python -m benchmarks.fedserver --config NETWORK.yaml --data-dir DIR [--remote-only]
 
