@@ -45,9 +45,13 @@ async def profile(args: argparse.Namespace) -> str:
     queries = load(workdir / "mix.json")
     try:
         service = SearchService(network, table, store)
+        if args.cold:
+            store.decoded_records.capacity = 0
         if args.protocol == "sru":
             app = create_app(service)
             endpoint = app[SRU_ENDPOINT_KEY]
+            if args.cold:
+                endpoint.rendered.capacity = 0
 
             # aiohttp's mocked requests are costly to build: build them before profiling.
             requests = {}
@@ -62,6 +66,8 @@ async def profile(args: argparse.Namespace) -> str:
                     raise RuntimeError(f"{query.cql}: {response.body[-600:]!r}")
         else:
             backend = UnionBackend(service)
+            if args.cold:
+                backend.rendered.capacity = 0
             session = SessionInfo(peer="profile")
 
             async def one(query) -> None:
@@ -74,7 +80,8 @@ async def profile(args: argparse.Namespace) -> str:
             await one(query)
         profiler = cProfile.Profile()
         cpu_started, wall_started = time.process_time(), time.perf_counter()
-        profiler.enable()
+        if not args.no_profiler:
+            profiler.enable()
         for n in range(args.requests):
             await one(queries[n % len(queries)])
         profiler.disable()
@@ -83,8 +90,12 @@ async def profile(args: argparse.Namespace) -> str:
     finally:
         await store.close()
     out = io.StringIO()
+    how = "without the profiler" if args.no_profiler else "under cProfile, which adds overhead"
+    caches = ", record caches off" if args.cold else ""
     out.write(f"{args.protocol}: {args.requests} requests, {cpu / args.requests * 1000:.2f} CPU ms/request "
-              f"({wall / args.requests * 1000:.2f} wall ms/request; under cProfile, which adds overhead)\n")
+              f"({wall / args.requests * 1000:.2f} wall ms/request; {how}{caches})\n")
+    if args.no_profiler:
+        return out.getvalue()
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("tottime").print_stats(args.top)
     stats.sort_stats("cumulative").print_stats(args.top)
@@ -98,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=("sru", "z3950"), default="sru")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--cold", action="store_true",
+                        help="no decoded-record or rendered-record cache: every record is decoded and rendered "
+                             "(the load benchmark repeats its 320 queries, so nearly every record it asks for is cached)")
+    parser.add_argument("--no-profiler", action="store_true", help="measure CPU time only, without cProfile's overhead")
     print(asyncio.run(profile(parser.parse_args(argv))))
     return 0
 

@@ -136,7 +136,7 @@ class ElasticsearchStore(Store):
         self.url = url
         self.table = table
         self.alias = index_prefix
-        self._decoded = DecodedRecords(_decode_payload)
+        self.decoded_records = DecodedRecords(_decode_payload)
         self.flavor = flavor
         self.number_of_shards = number_of_shards
         self.number_of_replicas = number_of_replicas
@@ -547,7 +547,7 @@ class ElasticsearchStore(Store):
                 if doc.get("found"):
                     payload = doc["_source"]["payload"]
                     if shared:
-                        by_id[doc["_id"]] = self._decoded.shared(doc["_id"], payload)
+                        by_id[doc["_id"]] = self.decoded_records.shared(doc["_id"], payload)
                     else:
                         by_id[doc["_id"]] = _decode_payload(payload)
         return [by_id.get(record_id) for record_id in ids]
@@ -586,7 +586,7 @@ class ElasticsearchStore(Store):
         for n, (definition, field) in enumerate(facet_fields):
             counts = await self._facet_counts(query, field, response.body["aggregations"][f"facet{n}"])
             facets.append(ordered_facet(definition, request.facets[n], counts))
-        records = ([self._decoded.shared(hit["_id"], hit["_source"]["payload"]) for hit in page]
+        records = ([self.decoded_records.shared(hit["_id"], hit["_source"]["payload"]) for hit in page]
                    if request.with_records else None)
         return SearchResult(total=total, ids=[hit["_id"] for hit in page], facets=facets, next_cursor=cursor,
                             records=records)

@@ -794,7 +794,7 @@ class EmbeddedStore(Store):
         self._readers_lock = threading.Lock()
         self._open_lock = asyncio.Lock()
         self._analysed = _ValueAnalysis()
-        self._decoded = DecodedRecords(_decode_payload)
+        self.decoded_records = DecodedRecords(_decode_payload)
         self._frequencies = _TokenFrequencies()
         self._item_facets = tuple(d.name for d in table.item_indexes() if d.facet)
 
@@ -1237,7 +1237,7 @@ class EmbeddedStore(Store):
 
     def _records(self, ids: Sequence[str], payloads: dict[str, bytes | str], shared: bool) -> list[UnionRecord | None]:
         if shared:
-            return [self._decoded.shared(i, payloads[i]) if i in payloads else None for i in ids]
+            return [self.decoded_records.shared(i, payloads[i]) if i in payloads else None for i in ids]
         return [_decode_payload(payloads[i]) if i in payloads else None for i in ids]
 
     async def search(self, request: SearchRequest) -> SearchResult:

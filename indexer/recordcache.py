@@ -31,7 +31,7 @@ class DecodedRecords:
 
     def __init__(self, decode: Callable[[Payload], UnionRecord], capacity: int = 4096):
         self._decode = decode
-        self._capacity = capacity
+        self.capacity = capacity
         self._entries: collections.OrderedDict[str, tuple[Payload, UnionRecord]] = collections.OrderedDict()
 
     def shared(self, record_id: str, payload: Payload) -> UnionRecord:
@@ -41,10 +41,10 @@ class DecodedRecords:
             return entry[1]
         record = self._decode(payload)
         record.revision = payload_revision(payload)
-        if self._capacity > 0:
+        if self.capacity > 0:
             self._entries[record_id] = (payload, record)
             self._entries.move_to_end(record_id)
-            while len(self._entries) > self._capacity:
+            while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
         return record
 
