@@ -1,9 +1,11 @@
 """Running a command pinned to a CPU and measuring it: wall time, CPU time and peak RSS."""
 from __future__ import annotations
 
-import os
+import json
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,19 +29,43 @@ def pinned(command: Sequence[str], cpus: str | None) -> list[str]:
     return list(command)
 
 
+# Linux counts in a child's peak RSS the pages it shared with its parent before exec (the
+# forked copy's high-water mark is kept across exec), so a command forked straight from a
+# benchmark process of 400 MB would report at least 400 MB. A fresh, small interpreter forks it
+# instead and reports the command's own usage.
+_LAUNCHER = """
+import json, os, sys
+command, report = json.loads(sys.argv[1]), sys.argv[2]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(command[0], command)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as out:
+    json.dump({"cpu_seconds": usage.ru_utime + usage.ru_stime, "maxrss_kib": usage.ru_maxrss,
+               "returncode": os.waitstatus_to_exitcode(status)}, out)
+"""
+
+
 def run_measured(command: Sequence[str], *, cpus: str | None = None, cwd: Path | None = None,
                  env: dict[str, str] | None = None) -> Measured:
     """Run to completion; raise with the output's tail if it fails."""
-    started = time.perf_counter()
-    process = subprocess.Popen(pinned(command, cpus), cwd=cwd, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
-    assert process.stdout is not None
-    output = process.stdout.read().decode(errors="replace")
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - started
-    measured = Measured(" ".join(command), seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-                        process.returncode, output)
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "usage.json"
+        started = time.perf_counter()
+        process = subprocess.Popen(pinned([sys.executable, "-c", _LAUNCHER, json.dumps(list(command)), str(report)], cpus),
+                                   cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert process.stdout is not None
+        output = process.stdout.read().decode(errors="replace")
+        launcher_status = process.wait()
+        seconds = time.perf_counter() - started
+        if launcher_status != 0 or not report.exists():
+            raise RuntimeError(f"{' '.join(command)}: the measuring launcher failed ({launcher_status}):\n{output[-3000:]}")
+        usage = json.loads(report.read_text())
+    measured = Measured(" ".join(command), seconds, usage["cpu_seconds"], usage["maxrss_kib"] / 1024,
+                        usage["returncode"], output)
     if measured.returncode != 0:
         raise RuntimeError(f"{measured.command} exited with {measured.returncode}:\n{output[-3000:]}")
     return measured

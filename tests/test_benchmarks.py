@@ -110,3 +110,25 @@ async def test_every_query_of_the_mix_finds_records_on_both_servers(bench, tmp_p
         assert hits[("ours", "sru", kind)] == hits[("ours", "z3950", kind)], kind
         assert hits[("zebra", "sru", kind)] == hits[("zebra", "z3950", kind)], kind
         assert all(z >= o for o, z in zip(hits[("ours", "sru", kind)], hits[("zebra", "sru", kind)])), kind
+
+
+def test_peak_rss_is_the_commands_own_not_its_parents():
+    """Linux keeps a forked child's pre-exec high-water mark in its peak RSS: a command started
+    straight from a large benchmark process reported the parent's size. Measured through the
+    launcher, a command that touches 200 MB reports about that, and `true` a few MB, however
+    large the measuring process is."""
+    import sys
+
+    from benchmarks.measure import run_measured
+
+    ballast = bytearray(300 * 1024 * 1024)
+    for offset in range(0, len(ballast), 4096):
+        ballast[offset] = 1
+    small = run_measured(["true"])
+    assert small.peak_rss_mb < 50, small
+    grown = run_measured([sys.executable, "-c",
+                          "x = bytearray(200 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1"])
+    assert 200 <= grown.peak_rss_mb < 300, grown
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        run_measured([sys.executable, "-c", "raise SystemExit(3)"])
+    del ballast
