@@ -30,12 +30,16 @@ import contextlib
 import os
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import AsyncIterator, Iterator
 
 import pytest
 
+from indexer.demo import write_demo_data
 from indexer.elastic import FLAVORS, ElasticsearchStore, connect
 from indexer.indexes import IndexTable
+from indexer.ingest import IngestOptions, ingest
+from indexer.policy import IngestPolicy
 
 __all__ = ["Endpoint", "es_store", "es_endpoint", "shared_endpoint"]
 
@@ -128,3 +132,17 @@ async def es_store(
                 await store.client.indices.delete(index=index)
         finally:
             await store.close()
+
+
+@contextlib.asynccontextmanager
+async def es_demo_catalogue(table: IndexTable, policy: IngestPolicy, directory: Path, *, records: int = 40,
+                            seed: int = 5) -> AsyncIterator[ElasticsearchStore]:
+    """A network's demo catalogue (`federation demo-data`) ingested into a fresh `es_store` and
+    refreshed; the demo files and the quarantine go under `directory`."""
+    write_demo_data(policy, directory / "demo", records=records, seed=seed)
+    async with es_store(table) as store:
+        report = await ingest(sorted((directory / "demo").glob("*.mrc")), store, table, policy,
+                              IngestOptions(quarantine_path=directory / "quarantine.jsonl"))
+        assert report.reconciled and report.quarantined == 0, report.to_json()
+        await store.refresh()
+        yield store

@@ -27,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from es_support import es_store
+from es_support import es_demo_catalogue
 from http_support import served_app
 from federation.api import API_PREFIX, QUERY_PARAMETERS, ROUTES
 from federation.cli import main
@@ -925,13 +925,7 @@ async def test_gaoming_joint_network_cards_and_availability(tmp_path: Path) -> N
 async def test_status_update_on_the_elasticsearch_store(tmp_path: Path, network: Network) -> None:
     """The same live status path over the Elasticsearch/OpenSearch store (osmem stand-in or ELASTICSEARCH_URL)."""
     table = load_index_table()
-    policy = network.to_ingest_policy()
-    write_demo_data(policy, tmp_path / "demo", records=40, seed=5)
-    async with es_store(table) as store:
-        report = await ingest(sorted((tmp_path / "demo").glob("*.mrc")), store, table, policy,
-                              IngestOptions(quarantine_path=tmp_path / "quarantine.jsonl"))
-        assert report.reconciled and report.quarantined == 0
-        await store.refresh()
+    async with es_demo_catalogue(table, network.to_ingest_policy(), tmp_path) as store:
         service = SearchService(network, table, store)
         async with served_app(service) as root, ClientSession() as http:
             api = Running(root + API_PREFIX, root, http, service, tmp_path)

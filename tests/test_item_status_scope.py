@@ -33,7 +33,7 @@ import pymarc
 import pytest
 from aiohttp import ClientSession, web
 
-from es_support import es_store
+from es_support import es_demo_catalogue
 from http_support import served_app
 from federation.api import API_PREFIX
 from federation.itemstatus import current_items
@@ -309,13 +309,7 @@ async def _catalogue_behind(table: IndexTable, tmp_path: Path, *, lose_answer: b
     """The Guangrao demo catalogue in the cluster, a failing proxy in front of it, a store
     through the proxy, and the barcodes of four hub copies, each in another union record."""
     network = load_network(NETWORKS / "guangrao.yaml")
-    policy = network.to_ingest_policy()
-    write_demo_data(policy, tmp_path / "demo", records=40, seed=5)
-    async with es_store(table) as store:
-        report = await ingest(sorted((tmp_path / "demo").glob("*.mrc")), store, table, policy,
-                              IngestOptions(quarantine_path=tmp_path / "quarantine.jsonl"))
-        assert report.reconciled and report.quarantined == 0
-        await store.refresh()
+    async with es_demo_catalogue(table, network.to_ingest_policy(), tmp_path) as store:
         barcodes: list[str] = []
         for record in await store.get(list(await store.ids_of_library("GR"))):
             assert record is not None
