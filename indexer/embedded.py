@@ -1329,7 +1329,9 @@ class EmbeddedStore(Store):
             f"SELECT {', '.join(columns)} FROM temp.hits h CROSS JOIN records r INDEXED BY records_rid_id "
             f"ON r.rid = h.rid {' '.join(joins)}"
         )
-        walk_ids = not joins and after is None and total * total > (offset + limit + 1) * self._largest_rid(connection)
+        # About the number of records, read once: it decides both the page walk and the facet plan.
+        largest_rid = self._largest_rid(connection) if (not joins and after is None) or facet_definitions else 0
+        walk_ids = not joins and after is None and total * total > (offset + limit + 1) * largest_rid
         where = ""
         if after is not None:
             conditions = []
@@ -1362,7 +1364,7 @@ class EmbeddedStore(Store):
         if facet_definitions:
             # Most of the catalogue matched: walk each facet's values and test membership,
             # rather than looking up the values of every hit.
-            broad = total * 3 >= self._largest_rid(connection)
+            broad = total * 3 >= largest_rid
             facets = [
                 self._facet(connection, definition, facet_request, broad)
                 for definition, facet_request in zip(facet_definitions, request.facets)
