@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 from aiohttp.test_utils import make_mocked_request
 
-from benchmarks.queries import load
+from benchmarks.queries import KINDS, load
 from federation.app import SRU_ENDPOINT_KEY, create_app
 from federation.rules import load_network
 from federation.search import SearchService
@@ -42,11 +42,12 @@ async def profile(args: argparse.Namespace) -> str:
     network = load_network(workdir / "network-marc21.yaml")
     table = load_index_table()
     store = await open_store(network.store_settings({}, data_dir=str(workdir / "store")), table)
-    queries = load(workdir / "mix.json")
+    queries = [query for query in load(workdir / "mix.json") if not args.kind or query.kind in args.kind]
     try:
         service = SearchService(network, table, store)
         if args.cold:
             store.decoded_records.capacity = 0
+            store.results.capacity = 0
         if args.protocol == "sru":
             app = create_app(service)
             endpoint = app[SRU_ENDPOINT_KEY]
@@ -110,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--cold", action="store_true",
-                        help="no decoded-record or rendered-record cache: every record is decoded and rendered "
-                             "(the load benchmark repeats its 320 queries, so nearly every record it asks for is cached)")
+                        help="no result, decoded-record or rendered-record cache: every query is evaluated and every record "
+                             "decoded and rendered (the load benchmark repeats its 320 queries, so nearly every "
+                             "answer it asks for is cached)")
+    parser.add_argument("--kind", action="append", choices=KINDS,
+                        help="only queries of this kind (repeatable); default: the whole mix")
     parser.add_argument("--no-profiler", action="store_true", help="measure CPU time only, without cProfile's overhead")
     print(asyncio.run(profile(parser.parse_args(argv))))
     return 0

@@ -16,6 +16,8 @@ Layout (all in one database, WAL journal):
                                      facet values as stored, one per record, and the sort key
   bibsig(rid, sig)                   a digest of the values of each record-level index, so that a
                                      rewrite touches only the indexes whose values changed
+  meta(key, value)                   the index table's fingerprint and the catalogue's generation,
+                                     which every write transaction increases (the result cache's key)
 
 The store analyses nothing itself: tokens and keys come from `indexer.analysis`, the same
 code the Elasticsearch store uses, and queries compile to set operations on these tables
@@ -35,6 +37,8 @@ Concurrency: one writer connection (writes are serialized through one thread) an
 connection per reader thread. WAL lets readers in this and other processes run while one
 process writes; a second writing process waits for the lock (`busy_timeout`). Every read runs
 in one read transaction, so a page, its total and its facets come from the same snapshot.
+Repeated searches and their next pages are answered from `indexer.resultcache`, keyed by the
+generation read in the same snapshot, so a write by any process is seen by the next search.
 """
 from __future__ import annotations
 
@@ -55,6 +59,7 @@ from indexer.analysis import QueryToken, exact_key, index_tokens, query_tokens, 
 from indexer.indexes import IndexDefinition, IndexLevel, IndexTable, IndexType
 from indexer.model import ItemStatusUpdate, ItemUpdateOutcome, UnionRecord
 from indexer.recordcache import DecodedRecords
+from indexer.resultcache import CachedResult, ResultCache, rows_to_fetch
 from indexer.query import (
     And,
     AndNot,
@@ -795,6 +800,7 @@ class EmbeddedStore(Store):
         self._open_lock = asyncio.Lock()
         self._analysed = _ValueAnalysis()
         self.decoded_records = DecodedRecords(_decode_payload)
+        self.results = ResultCache()
         self._frequencies = _TokenFrequencies()
         self._item_facets = tuple(d.name for d in table.item_indexes() if d.facet)
 
@@ -827,6 +833,7 @@ class EmbeddedStore(Store):
             writer.execute("BEGIN IMMEDIATE")
             try:
                 result = work(writer)
+                _next_generation(writer)
             except BaseException:
                 writer.execute("ROLLBACK")
                 raise
@@ -880,6 +887,7 @@ class EmbeddedStore(Store):
                 raise StoreError(f"{self.path}: SQLite refused WAL mode (journal_mode={mode})")
             connection.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
             connection.execute("BEGIN IMMEDIATE")
+            connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', '0')")
             fingerprint = table_fingerprint(self.table)
             row = connection.execute("SELECT value FROM meta WHERE key = 'index_table'").fetchone()
             if row is None or row[0] != fingerprint:
@@ -889,6 +897,7 @@ class EmbeddedStore(Store):
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (fingerprint,),
                 )
+                _next_generation(connection)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
@@ -1250,14 +1259,32 @@ class EmbeddedStore(Store):
         limit = max(request.limit, 0)
         offset = 0 if after is not None else max(request.offset, 0)
 
+        kept = rows_to_fetch(offset, limit) if after is None and self.results.capacity > 0 else None
+
         def work(connection: sqlite3.Connection) -> tuple[SearchResult, dict[str, bytes | str] | None]:
+            generation = _generation(connection) if kept is not None else None
+            fetch = kept if generation is not None else None
+            key = (generation, request.query, request.item_scope, request.sort, request.facets)
+            if fetch is not None:
+                cached = self.results.get(key)
+                if cached is not None and cached.answers(offset, limit):
+                    result = _page(cached.total, cached.rows[offset:], limit, cached.facets, signature)
+                    return result, _payloads(connection, result.ids) if request.with_records else None
             compiler = self._reading_compiler(connection)
             hits = self._compile(request.query, request.item_scope, compiler)
             evaluation = _Evaluation(connection)
             try:
                 evaluation.into_hits(hits)
-                result = self._search_in(connection, compiler, request, sort_definitions, facet_definitions,
-                                         signature, after, offset, limit)
+                if fetch is None:
+                    total, rows, facets = self._search_in(connection, compiler, request, sort_definitions,
+                                                          facet_definitions, after, offset, limit)
+                    result = _page(total, rows, limit, facets, signature)
+                else:
+                    # From the first hit on, a few pages at once: the next pages come from the cache.
+                    total, rows, facets = self._search_in(connection, compiler, request, sort_definitions,
+                                                          facet_definitions, None, 0, max(fetch - 1, 0))
+                    self.results.put(key, CachedResult(total, tuple(rows), len(rows) < fetch, tuple(facets)))
+                    result = _page(total, rows[offset:], limit, facets, signature)
             finally:
                 evaluation.clear()
             # The page's records from the same snapshot, without a second trip to a reader thread.
@@ -1296,11 +1323,12 @@ class EmbeddedStore(Store):
         request: SearchRequest,
         sort_definitions: list[IndexDefinition],
         facet_definitions: list[IndexDefinition],
-        signature: str,
         after: list[Any] | None,
         offset: int,
         limit: int,
-    ) -> SearchResult:
+    ) -> tuple[int, list[tuple[Any, ...]], list[Facet]]:
+        """The number of hits, the rows (cursor values, id last) of up to `limit` + 1 hits in
+        order from `offset` or after the cursor values `after`, and the facets."""
         total = connection.execute("SELECT COUNT(*) FROM temp.hits").fetchone()[0]
         columns = []
         joins = []
@@ -1358,8 +1386,6 @@ class EmbeddedStore(Store):
             rows = connection.execute(
                 f"SELECT * FROM ({select}){where} ORDER BY {order_by} LIMIT ? OFFSET ?", [*params, limit + 1, offset]
             ).fetchall()
-        page = rows[:limit]
-        cursor = _encode_cursor(list(page[-1]), signature) if len(rows) > limit and page else None
         facets = []
         if facet_definitions:
             # Most of the catalogue matched: walk each facet's values and test membership,
@@ -1369,7 +1395,7 @@ class EmbeddedStore(Store):
                 self._facet(connection, definition, facet_request, broad)
                 for definition, facet_request in zip(facet_definitions, request.facets)
             ]
-        return SearchResult(total=total, ids=[row[-1] for row in page], facets=facets, next_cursor=cursor)
+        return total, rows, facets
 
     @staticmethod
     def _largest_rid(connection: sqlite3.Connection) -> int:
@@ -1454,6 +1480,23 @@ class EmbeddedStore(Store):
             return StoreStats(records=records, items=items, by_library=by("library"), by_tier=by("tier"))
 
         return await self._read(work)
+
+
+def _page(total: int, rows: Sequence[tuple[Any, ...]], limit: int, facets: Iterable[Facet], signature: str) -> SearchResult:
+    """The page of the first `limit` rows; a cursor when a row follows it."""
+    page = rows[:limit]
+    cursor = _encode_cursor(list(page[-1]), signature) if len(rows) > limit and page else None
+    return SearchResult(total=total, ids=[row[-1] for row in page], facets=list(facets), next_cursor=cursor)
+
+
+def _generation(connection: sqlite3.Connection) -> int | None:
+    """The catalogue's generation in this read's snapshot: every write transaction increases it."""
+    row = connection.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+    return int(row[0]) if row is not None else None
+
+
+def _next_generation(connection: sqlite3.Connection) -> None:
+    connection.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
 
 
 def _payloads(connection: sqlite3.Connection, ids: Sequence[str]) -> dict[str, bytes | str]:
