@@ -157,14 +157,18 @@ def _queries_for(library: str, record: pymarc.Record, rng: random.Random) -> Ite
                          f"dc.title={_cql_term(word)} and net.library={_cql_term(source_code)}")
 
 
-def build_mix(files: Sequence[Path], *, per_kind: int = 40, seed: int = 11) -> list[BenchQuery]:
-    """`per_kind` queries of every kind, interleaved in a fixed shuffled order."""
+def build_mix(files: Sequence[Path], *, per_kind: int = 40, seed: int = 11, distinct: bool = False) -> list[BenchQuery]:
+    """`per_kind` queries of every kind, interleaved in a fixed shuffled order. `distinct`: no
+    query twice (a kind with fewer different queries in the records, such as year ranges, has
+    fewer); otherwise a query drawn twice stays twice, as popular queries recur."""
     rng = random.Random(seed)
     by_kind: dict[str, list[BenchQuery]] = {kind: [] for kind in KINDS}
+    seen: set[str] = set()
     for library, record in sample_records(files, per_kind * 20, seed):
         for query in _queries_for(library, record, rng):
-            if len(by_kind[query.kind]) < per_kind:
+            if len(by_kind[query.kind]) < per_kind and not (distinct and query.cql in seen):
                 by_kind[query.kind].append(query)
+                seen.add(query.cql)
     missing = [kind for kind, queries in by_kind.items() if not queries]
     if missing:
         raise RuntimeError(f"no records to draw {', '.join(missing)} queries from")

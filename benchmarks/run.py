@@ -40,6 +40,7 @@ from benchmarks.queries import BenchQuery, build_mix, save
 
 STEPS = ("ingest", "zebra-index", "sru", "z3950", "federation")
 FEDERATION_KINDS = frozenset({"title", "author", "subject", "title_and", "phrase", "isbn"})
+DEFAULT_PER_KIND = 40
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -125,10 +126,12 @@ class Server:
         zebra.stop(self.process)
 
 
-def start_ours(network: Path, store: Path, cpus: str | None, workers: int = 1) -> tuple[Server, str, int]:
+def start_ours(network: Path, store: Path, cpus: str | None, workers: int = 1,
+               result_cache: int | None = None) -> tuple[Server, str, int]:
     # Opening a store whose bulk load was interrupted rebuilds its indexes first: minutes at 1M.
+    extra = [] if result_cache is None else ["--result-cache", str(result_cache)]
     server = Server([*FEDERATION_CLI, "serve", "--config", str(network), "--data-dir", str(store),
-                     "--http", "127.0.0.1:0", "--z3950", "127.0.0.1:0", "--workers", str(workers)], cpus,
+                     "--http", "127.0.0.1:0", "--z3950", "127.0.0.1:0", "--workers", str(workers), *extra], cpus,
                     ("SRU:", "Z39.50:", "Workers:") if workers > 1 else ("SRU:", "Z39.50:"), timeout=1800.0)
     sru = server.find(r"SRU:\s+(http://\S+)/union").group(1)
     z3950 = server.find(r"Z39\.50:\s+tcp:[^:]+:(\d+)")
@@ -243,9 +246,13 @@ def step_federation(workdir: Path, store: Path, zebra_server: zebra.ZebraServer,
 
 # -- the report ---------------------------------------------------------------------------------
 def markdown(results: dict) -> str:
-    lines = [f"Records: {results['records']:,}; server workers: {results.get('workers', 1)}, CPUs "
+    cache = "" if results.get("result_cache") is None else f" (--result-cache {results['result_cache']})"
+    lines = [f"Records: {results['records']:,}; server workers: {results.get('workers', 1)}{cache}, CPUs "
              f"{results.get('server_cpu', '0')}, load generator CPUs {results.get('client_cpu', '1')}; machine: {results['machine']['cpu']}, {results['machine']['cores']} "
              f"cores, {results['machine']['memory']}; {results['date']}", ""]
+    if "mix" in results:
+        lines += [f"Query mix: {results['mix']['queries']} queries "
+                        f"({results['mix'].get('distinct', '?')} distinct), cycled through by every load run.", ""]
     ingest, zidx = results.get("ingest"), results.get("zebra-index")
     if ingest or zidx:
         lines += ["| indexing | records/s | seconds | peak RSS MB | on disk MB |", "|---|---:|---:|---:|---:|"]
@@ -307,10 +314,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--federation-concurrency", default="1,8")
     parser.add_argument("--federation-fetch", type=int, default=10,
                         help="records the federation takes from the target per search (direct asks for 10)")
+    parser.add_argument("--per-kind", type=int, default=DEFAULT_PER_KIND,
+                        help="queries of each kind in the mix; the load generator cycles through the mix, so a "
+                             "small mix repeats its queries (and servers answer repeats from their caches)")
+    parser.add_argument("--distinct", action="store_true", help="no query twice in the mix")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=1,
                         help="`federation serve --workers N` (with --server-cpu 0,1 to give them both cores)")
+    parser.add_argument("--result-cache", type=int,
+                        help="`federation serve --result-cache N` (0: every query evaluated, even a repeated one)")
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument("--out", type=Path, help="results JSON (default <workdir>/<records>/results.json)")
@@ -333,13 +346,16 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or workdir / "results.json"
     results: dict = json.loads(out.read_text()) if out.exists() else {}
     results.update({"records": args.records, "seed": args.seed, "machine": machine(), "workers": args.workers,
+                    "result_cache": args.result_cache,
                     "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])})
-    queries = build_mix(files)
-    mix = workdir / "mix.json"
+    queries = build_mix(files, per_kind=args.per_kind, distinct=args.distinct)
+    default_mix = args.per_kind == DEFAULT_PER_KIND and not args.distinct
+    mix = workdir / ("mix.json" if default_mix else f"mix-{args.per_kind}{'-distinct' if args.distinct else ''}.json")
     save(queries, mix)
-    results["mix"] = {"queries": len(queries), "examples": {q.kind: asdict(q) for q in queries}}
+    results["mix"] = {"queries": len(queries), "distinct": len({q.cql for q in queries}),
+                      "examples": {q.kind: asdict(q) for q in queries}}
 
     def record(step: str, value: dict) -> None:
         results[step] = value
@@ -356,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(step in args.steps for step in ("sru", "z3950", "federation")):
         with zebra.ZebraServer(workdir / "zebra", cpus=args.server_cpu) as zebra_server:
             if "sru" in args.steps or "z3950" in args.steps:
-                server, sru_base, z3950_port = start_ours(network, store, args.server_cpu, args.workers)
+                server, sru_base, z3950_port = start_ours(network, store, args.server_cpu, args.workers,
+                                                          args.result_cache)
                 try:
                     for protocol in ("sru", "z3950"):
                         if protocol in args.steps:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from federation.yamlsource import KeyPath, YamlDocument, YamlSyntaxError, format_path, load_yaml
 from indexer.policy import BarcodePolicy, HoldingsMapping, IngestPolicy, LibraryPolicy, NumberRange
+from indexer.resultcache import DEFAULT_RESULT_CACHE
 
 TIERS = ("hub", "branch", "service_point", "reading_room", "mobile", "self_service")
 MARC_FORMATS = ("marc21", "unimarc", "cnmarc")
@@ -168,6 +169,7 @@ class StoreSettings:
     url: str | None = None           # elasticsearch: the cluster URL (credentials may be in it)
     index_prefix: str = ""           # empty: the network id, so networks sharing a cluster stay apart
     flavor: str = "elasticsearch"
+    result_cache: int = DEFAULT_RESULT_CACHE  # embedded: searches whose answers are kept (0: none)
 
 
 @dataclass(frozen=True)

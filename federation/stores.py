@@ -26,6 +26,7 @@ class StoreSettingsLike(Protocol):
     url: str | None
     index_prefix: str | None
     flavor: str | None
+    result_cache: int
 
 
 def create_store(settings: StoreSettingsLike, table: IndexTable) -> Store:
@@ -36,7 +37,7 @@ def create_store(settings: StoreSettingsLike, table: IndexTable) -> Store:
             raise StoreError("store: kind embedded needs a path (a directory or a .sqlite3 file)")
         from indexer.embedded import EmbeddedStore
 
-        return EmbeddedStore(Path(settings.path), table)
+        return EmbeddedStore(Path(settings.path), table, result_cache=settings.result_cache)
     if kind == "elasticsearch":
         if not settings.url:
             raise StoreError("store: kind elasticsearch needs a url (or ELASTICSEARCH_URL)")

@@ -59,7 +59,7 @@ from indexer.analysis import QueryToken, exact_key, index_tokens, query_tokens, 
 from indexer.indexes import IndexDefinition, IndexLevel, IndexTable, IndexType
 from indexer.model import ItemStatusUpdate, ItemUpdateOutcome, UnionRecord
 from indexer.recordcache import DecodedRecords
-from indexer.resultcache import CachedResult, ResultCache, rows_to_fetch
+from indexer.resultcache import DEFAULT_RESULT_CACHE, CachedResult, ResultCache, rows_to_fetch
 from indexer.query import (
     And,
     AndNot,
@@ -785,7 +785,8 @@ class EmbeddedStore(Store):
     `.sqlite3` / `.sqlite` / `.db`; it is created when missing.
     """
 
-    def __init__(self, path: str | Path, table: IndexTable, *, reader_threads: int = _READER_THREADS):
+    def __init__(self, path: str | Path, table: IndexTable, *, reader_threads: int = _READER_THREADS,
+                 result_cache: int = DEFAULT_RESULT_CACHE):
         path = Path(path)
         self.path = path if path.suffix in (".sqlite3", ".sqlite", ".db") else path / DATABASE_NAME
         self.table = table
@@ -800,7 +801,7 @@ class EmbeddedStore(Store):
         self._open_lock = asyncio.Lock()
         self._analysed = _ValueAnalysis()
         self.decoded_records = DecodedRecords(_decode_payload)
-        self.results = ResultCache()
+        self.results = ResultCache(result_cache)
         self._frequencies = _TokenFrequencies()
         self._item_facets = tuple(d.name for d in table.item_indexes() if d.facet)
 

@@ -21,6 +21,7 @@ from indexer.query import Facet
 # The rows kept per query: a few pages of the common page sizes. A request reaching further
 # is answered by the store and not kept.
 CACHED_ROWS = 200
+DEFAULT_RESULT_CACHE = 2_000  # searches kept (each a few kB)
 _ROUND = 50  # rows are fetched in steps of this many, so the next pages come from the cache
 
 
@@ -49,7 +50,7 @@ def rows_to_fetch(offset: int, limit: int) -> int | None:
 class ResultCache:
     """A thread-safe LRU of `CachedResult` (a store's reader threads share it)."""
 
-    def __init__(self, capacity: int = 2_000):
+    def __init__(self, capacity: int = DEFAULT_RESULT_CACHE):
         self.capacity = capacity
         self._entries: collections.OrderedDict[Hashable, CachedResult] = collections.OrderedDict()
         self._lock = threading.Lock()

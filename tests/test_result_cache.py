@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from corpus import make_record, small_corpus
+from federation.rules import load_network
+from federation.stores import create_store
 from indexer.embedded import EmbeddedStore
 from indexer.indexes import load_index_table
 from indexer.query import Clause, FacetRequest, MatchAll, Relation, SearchRequest, SortKey
-from indexer.resultcache import CACHED_ROWS
+from indexer.resultcache import CACHED_ROWS, DEFAULT_RESULT_CACHE
+from sru_support import NETWORK
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -116,3 +120,19 @@ async def test_a_write_by_another_process_is_seen_at_once(tmp_path):
         assert result.total == len(small_corpus()) and len(result.ids) == 10
     finally:
         await store.close()
+
+
+async def test_result_cache_size_comes_from_the_store_settings(tmp_path):
+    settings = replace(load_network(NETWORK).store_settings({}, data_dir=str(tmp_path)), result_cache=0)
+    store = create_store(settings, TABLE)
+    await store.open()
+    try:
+        assert isinstance(store, EmbeddedStore) and store.results.capacity == 0
+        await store.upsert([make_record("kept-nothing", {"title": ["Nothing kept"]})])
+        request = SearchRequest(Clause("title", Relation.PHRASE, "nothing kept"))
+        assert (await store.search(request)).ids == ["kept-nothing"]
+        assert (await store.search(request)).ids == ["kept-nothing"] and len(store.results) == 0
+    finally:
+        await store.close()
+    default = load_network(NETWORK).store_settings({}, data_dir=str(tmp_path))
+    assert default.result_cache == DEFAULT_RESULT_CACHE > 0

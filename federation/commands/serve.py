@@ -3,7 +3,7 @@ the network's index store, with the `federated` database (union catalogue + remo
 
     federation serve --config config/networks/guangrao.yaml [--data-dir var/guangrao]
                      [--store embedded|elasticsearch] [--http 127.0.0.1:8080] [--z3950 127.0.0.1:2100]
-                     [--demo-banner] [--log-format text|json] [--workers N]
+                     [--demo-banner] [--log-format text|json] [--workers N] [--result-cache N]
 
 Port 0 picks a free port; the banner prints the addresses actually bound. SIGINT / SIGTERM stop
 the server cleanly: no new connections, in-flight requests finish, the store is closed.
@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from typing import Sequence
 from urllib.parse import quote
 
@@ -46,6 +47,7 @@ from federation.rules import ConfigError, load_network
 from federation.search import SearchService
 from federation.stores import open_store
 from indexer.indexes import IndexTableError, load_index_table
+from indexer.resultcache import DEFAULT_RESULT_CACHE
 from indexer.store import StoreError
 
 NAME = "serve"
@@ -78,9 +80,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="log lines as text (default) or as one JSON object per line with the request id")
     parser.add_argument("--workers", type=_positive, default=1, metavar="N",
                         help="server processes sharing the SRU port (default 1)")
+    parser.add_argument("--result-cache", type=_count, default=DEFAULT_RESULT_CACHE, metavar="N",
+                        help=f"embedded store: searches whose answers are kept for repeats and next pages "
+                             f"(default {DEFAULT_RESULT_CACHE}; 0: none)")
     # Set by the parent on its workers.
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-z3950", action="store_true", help=argparse.SUPPRESS)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number")
+    return int(text)
 
 
 def _positive(text: str) -> int:
@@ -97,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         network = load_network(args.config)
         table = load_index_table()
-        settings = network.store_settings(os.environ, override_kind=args.store, data_dir=args.data_dir)
+        settings = replace(network.store_settings(os.environ, override_kind=args.store, data_dir=args.data_dir),
+                           result_cache=args.result_cache)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
@@ -228,7 +240,7 @@ def _reserve_port(host: str, port: int) -> socket.socket:
 def _worker_command(args: argparse.Namespace, http: tuple[str, int], z3950: tuple[str, int]) -> list[str]:
     command = [sys.executable, "-m", "federation", "serve", "--config", str(args.config),
                "--http", f"{http[0]}:{http[1]}", "--z3950", f"{z3950[0]}:{z3950[1]}",
-               "--log-format", args.log_format, "--reuse-port"]
+               "--log-format", args.log_format, "--reuse-port", "--result-cache", str(args.result_cache)]
     if args.data_dir:
         command += ["--data-dir", str(args.data_dir)]
     if args.store:
