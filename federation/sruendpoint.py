@@ -31,7 +31,7 @@ from protocols.records import (
     UNIMARC_XML_NAMESPACE,
     dc_element,
     iso20775_element,
-    marcxml_element,
+    marcxml_bytes,
 )
 from protocols.sru.soap import SOAP_CONTENT_TYPES, parse_soap, soap_envelope
 from protocols.sru import (
@@ -93,18 +93,19 @@ class RecordSchema:
     name: str
     identifier: str
     title: str
-    render: Callable[[UnionRecord, Directory], etree._Element | None]   # None: not available in this schema
+    # The record in this schema, as an element or already serialized (UTF-8); None: not available.
+    render: Callable[[UnionRecord, Directory], etree._Element | bytes | None]
     aliases: tuple[str, ...] = ()
 
 
-def _marcxml(record: UnionRecord, directory: Directory) -> etree._Element:
-    return marcxml_element(presentation_marc(record, directory), unimarc=is_unimarc(record))
+def _marcxml(record: UnionRecord, directory: Directory) -> bytes:
+    return marcxml_bytes(presentation_marc(record, directory), unimarc=is_unimarc(record))
 
 
-def _unimarcxml(record: UnionRecord, directory: Directory) -> etree._Element | None:
+def _unimarcxml(record: UnionRecord, directory: Directory) -> bytes | None:
     if not is_unimarc(record):
         return None
-    return marcxml_element(presentation_marc(record, directory), unimarc=True)
+    return marcxml_bytes(presentation_marc(record, directory), unimarc=True)
 
 
 def _json(record: UnionRecord, directory: Directory) -> etree._Element:
@@ -330,8 +331,10 @@ class SRUEndpoint:
         """The record serialized in `schema` (kept while the record is unchanged); the response
         writer splices the bytes in."""
         def render() -> bytes | None:
-            element = schema.render(record, self.service.directory)
-            return None if element is None else etree.tostring(element, encoding="UTF-8")
+            rendered = schema.render(record, self.service.directory)
+            if rendered is None or isinstance(rendered, bytes):
+                return rendered
+            return etree.tostring(rendered, encoding="UTF-8")
 
         return self.rendered.get(record, database.name, schema.name, render)
 

@@ -45,7 +45,7 @@ from federation.search import SearchOutcome, SearchService, UnknownDatabase
 from indexer.model import Availability, UnionRecord
 from indexer.query import Query, ScanRequest, SortKey
 from indexer.store import QueryNotSupported, StoreError
-from protocols.records import marcxml_element, to_iso2709, to_sutrs
+from protocols.records import marcxml_bytes, to_iso2709, to_sutrs
 from protocols.records.iso2709 import RecordTooLong
 from protocols.z3950 import diagnostics as D
 from protocols.z3950 import pdu as P
@@ -208,9 +208,10 @@ class UnionBackend:
         if syntax in (P.RecordSyntax.USMARC.value, P.RecordSyntax.UNIMARC.value):
             return P.RetrievalRecord(native, to_iso2709(marc, unimarc=unimarc, encoding=charset))
         if syntax in (P.RecordSyntax.XML.value, P.RecordSyntax.TEXT_XML.value):
-            element = marcxml_element(marc, unimarc=unimarc)
+            serialized = marcxml_bytes(marc, unimarc=unimarc)
             if charset == "utf-8":
-                return P.RetrievalRecord(syntax, etree.tostring(element, encoding="utf-8"))
+                return P.RetrievalRecord(syntax, serialized)
+            element = etree.fromstring(serialized)
             return P.RetrievalRecord(syntax, etree.tostring(element, encoding=charset.upper(), xml_declaration=True))
         if syntax == P.RecordSyntax.SUTRS.value:
             return P.RetrievalRecord(syntax, to_sutrs(marc))

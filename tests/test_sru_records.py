@@ -181,3 +181,52 @@ def test_xml_text_drops_exactly_the_characters_xml_cannot_carry(value: str) -> N
         return c in "\t\n\r" or " " <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd" or c >= "\U00010000"
 
     assert xml_text(value) == "".join(c for c in value if allowed(c))
+
+
+_ANY_TEXT = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=30)
+
+
+@given(tag=_ANY_TEXT, indicator=_ANY_TEXT, code=_ANY_TEXT, value=_ANY_TEXT, control=_ANY_TEXT, leader_text=_ANY_TEXT)
+def test_marcxml_text_serialization_parses_back_to_the_values(tag, indicator, code, value, control, leader_text) -> None:
+    """MARCXML is written as text (not through lxml): whatever the values hold (markup, quotes,
+    CR/LF/tab, controls, surrogates), the XML is well-formed and an XML parser reads back each
+    value with only the characters XML cannot carry dropped."""
+    from protocols.records.marcxml import marcxml_bytes, xml_text
+
+    record = {"leader": leader_text, "fields": [
+        {tag: control},
+        {tag: {"ind1": indicator, "ind2": "&", "subfields": [{code: value}, {"b": "<&>\"'\r\n\t"}]}},
+    ]}
+    for unimarc in (False, True):
+        root = etree.fromstring(marcxml_bytes(record, unimarc=unimarc))
+        namespace = UNIMARC_XML_NAMESPACE if unimarc else MARC21_SLIM_NAMESPACE
+        assert root.tag == f"{{{namespace}}}record"
+        leader_element, controlfield, datafield = list(root)
+        assert (leader_element.text or "") == xml_text((leader_text + " " * 24)[:24])
+        assert controlfield.get("tag") == xml_text(tag) and (controlfield.text or "") == xml_text(control)
+        assert datafield.get("ind1") == xml_text((indicator or " ")[0]) and datafield.get("ind2") == "&"
+        first, second = list(datafield)
+        assert first.get("code") == xml_text(code) and (first.text or "") == xml_text(value)
+        assert second.text == "<&>\"'\r\n\t"
+
+
+def test_marcxml_text_serialization_equals_a_tree_built_with_lxml(marc21, cnmarc):
+    from protocols.records.marcjson import ControlField, fields, leader
+    from protocols.records.marcxml import marcxml_bytes, xml_text
+
+    def built(marc, namespace):
+        root = etree.Element(f"{{{namespace}}}record", nsmap={None: namespace})
+        etree.SubElement(root, f"{{{namespace}}}leader").text = xml_text(leader(marc))
+        for field in fields(marc):
+            if isinstance(field, ControlField):
+                etree.SubElement(root, f"{{{namespace}}}controlfield", tag=field.tag).text = xml_text(field.value)
+                continue
+            data = etree.SubElement(root, f"{{{namespace}}}datafield", tag=field.tag, ind1=field.ind1, ind2=field.ind2)
+            for code, value in field.subfields:
+                etree.SubElement(data, f"{{{namespace}}}subfield", code=code).text = xml_text(value)
+        return root
+
+    for record, unimarc, namespace in ((marc21, False, MARC21_SLIM_NAMESPACE), (cnmarc, True, UNIMARC_XML_NAMESPACE)):
+        marc = presentation_marc(record, DIRECTORY)
+        written = etree.fromstring(marcxml_bytes(marc, unimarc=unimarc))
+        assert etree.tostring(written, method="c14n") == etree.tostring(built(marc, namespace), method="c14n")

@@ -7,7 +7,7 @@ modules only write it in the standard forms.
 from protocols.records.dc import DC_NAMESPACE, SRW_DC_NAMESPACE, dc_element
 from protocols.records.iso2709 import to_iso2709
 from protocols.records.iso20775 import ISO20775_NAMESPACE, HoldingsCopy, HoldingsLocation, iso20775_element
-from protocols.records.marcxml import MARC21_SLIM_NAMESPACE, UNIMARC_XML_NAMESPACE, marcxml_element
+from protocols.records.marcxml import MARC21_SLIM_NAMESPACE, UNIMARC_XML_NAMESPACE, marcxml_bytes, marcxml_element
 from protocols.records.sutrs import to_sutrs
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "HoldingsLocation",
     "dc_element",
     "iso20775_element",
+    "marcxml_bytes",
     "marcxml_element",
     "to_iso2709",
     "to_sutrs",

@@ -39,12 +39,12 @@ def fields(record: dict[str, Any]) -> Iterator[MarcField]:
                 if isinstance(sub, dict)
                 for code, value in sub.items()
             )
-            yield DataField(str(tag), _indicator(body.get("ind1")), _indicator(body.get("ind2")), subfields)
+            yield DataField(str(tag), indicator(body.get("ind1")), indicator(body.get("ind2")), subfields)
         else:
             yield ControlField(str(tag), "" if body is None else str(body))
 
 
-def _indicator(value: Any) -> str:
+def indicator(value: Any) -> str:
     text = " " if value is None else str(value)
     return (text or " ")[0]
 

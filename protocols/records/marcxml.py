@@ -11,7 +11,7 @@ from typing import Any
 
 from lxml import etree
 
-from protocols.records.marcjson import ControlField, fields, leader
+from protocols.records.marcjson import indicator, leader
 
 MARC21_SLIM_NAMESPACE = "http://www.loc.gov/MARC21/slim"
 UNIMARC_XML_NAMESPACE = "info:srw/schema/8/unimarcxml-v0.1"
@@ -19,24 +19,59 @@ UNIMARC_XML_NAMESPACE = "info:srw/schema/8/unimarcxml-v0.1"
 
 def marcxml_element(record: dict[str, Any], *, unimarc: bool = False) -> etree._Element:
     """One `<record>` element (no collection wrapper)."""
+    return etree.fromstring(marcxml_bytes(record, unimarc=unimarc))
+
+
+def marcxml_bytes(record: dict[str, Any], *, unimarc: bool = False) -> bytes:
+    """One `<record>` element (no collection wrapper) serialized in UTF-8, without an XML
+    declaration. Written as text, not through an element tree: building the tree of a record
+    with holdings took 0.2 ms, most of what rendering a record never seen before costs."""
     namespace = UNIMARC_XML_NAMESPACE if unimarc else MARC21_SLIM_NAMESPACE
-    root = etree.Element(f"{{{namespace}}}record", nsmap={None: namespace})
-    etree.SubElement(root, f"{{{namespace}}}leader").text = xml_text(leader(record))
-    for field in fields(record):
-        if isinstance(field, ControlField):
-            control = etree.SubElement(root, f"{{{namespace}}}controlfield", tag=field.tag)
-            control.text = xml_text(field.value)
+    parts = [f'<record xmlns="{namespace}"><leader>{_text(leader(record))}</leader>']
+    append = parts.append
+    # The walk of `marcjson.fields`, inlined: its objects were a third of this function's time.
+    for entry in record.get("fields", ()):
+        if not isinstance(entry, dict) or len(entry) != 1:
             continue
-        data = etree.SubElement(root, f"{{{namespace}}}datafield", tag=field.tag, ind1=field.ind1, ind2=field.ind2)
-        for code, value in field.subfields:
-            sub = etree.SubElement(data, f"{{{namespace}}}subfield", code=code)
-            sub.text = xml_text(value)
-    return root
+        for tag, body in entry.items():
+            tag = _attribute(str(tag))
+            if not isinstance(body, dict):
+                append(f'<controlfield tag="{tag}">{_text("" if body is None else str(body))}</controlfield>')
+                continue
+            append(f'<datafield tag="{tag}" ind1="{_attribute(indicator(body.get("ind1")))}" '
+                   f'ind2="{_attribute(indicator(body.get("ind2")))}">')
+            for sub in body.get("subfields", ()):
+                if isinstance(sub, dict):
+                    for code, value in sub.items():
+                        append(f'<subfield code="{_attribute(str(code))}">{_text(str(value))}</subfield>')
+            append("</datafield>")
+    append("</record>")
+    return "".join(parts).encode("utf-8")
 
 
 # The characters XML 1.0 cannot carry: C0 controls other than tab/newline/return, surrogates,
 # U+FFFE and U+FFFF.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+# What text or an attribute value cannot hold as it is: markup characters, and characters that
+# need a character reference (a raw CR or, in an attribute, tab and newline are normalized away
+# by parsers) or cannot be carried at all.
+_TEXT_SPECIAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_ATTRIBUTE_SPECIAL = re.compile('[&<>"\t\n\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
+_REFERENCES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
+
+
+def _text(value: str) -> str:
+    if _TEXT_SPECIAL.search(value) is None:   # almost every value: no copy
+        return value
+    return _TEXT_SPECIAL.sub(lambda m: _REFERENCES.get(m.group(), ""), value)
+
+
+def _attribute(value: str) -> str:
+    if _ATTRIBUTE_SPECIAL.search(value) is None:
+        return value
+    return _ATTRIBUTE_SPECIAL.sub(lambda m: _REFERENCES.get(m.group(), ""), value)
 
 
 def xml_text(value: str) -> str:
