@@ -197,7 +197,7 @@ def document(record: UnionRecord, table: IndexTable) -> dict[str, Any]:
     items = record.items
     doc: dict[str, Any] = {
         "id": record.id,
-        "payload": json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":")),
+        "payload": json.dumps(record.to_dict(marc_as_json=True), ensure_ascii=False, separators=(",", ":")),
         "match_keys": [clip_term(k) for k in record.match_keys],
         "contributions": [
             clip_term(f"{c.library}{CONTRIBUTION_SEPARATOR}{c.source_id}") for c in record.contributions

@@ -1511,7 +1511,8 @@ def _payloads(connection: sqlite3.Connection, ids: Sequence[str]) -> dict[str, b
 
 def _encode_payload(record: UnionRecord) -> bytes:
     # MARC-in-JSON compresses about 4:1, and the payloads are most of the database.
-    return zlib.compress(json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":")).encode(), 6)
+    return zlib.compress(json.dumps(record.to_dict(marc_as_json=True), ensure_ascii=False,
+                                    separators=(",", ":")).encode(), 6)
 
 
 def _decode_payload(payload: bytes | str) -> UnionRecord:

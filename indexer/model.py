@@ -8,6 +8,7 @@ bibliographic part being touched.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,28 +86,64 @@ class Contribution:
     fingerprint: str = ""        # hash of the normalized input, to detect unchanged re-ingests
     items: list[Item] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, marc_as_json: bool = False) -> dict[str, Any]:
+        """`marc_as_json`: the MARC as JSON text under `marc_json` (what stores keep: read back,
+        it stays text until somebody looks at it)."""
+        data: dict[str, Any] = {
             "library": self.library,
             "source_id": self.source_id,
             "format": self.format.value,
-            "marc": self.marc,
             "batch": self.batch,
             "fingerprint": self.fingerprint,
             "items": [item.to_dict() for item in self.items],
         }
+        if marc_as_json:
+            data["marc_json"] = self.marc_json()
+        else:
+            data["marc"] = self.marc
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Contribution":
-        return cls(
+        contribution = cls(
             library=data["library"],
             source_id=data["source_id"],
             format=MarcFormat(data["format"]),
-            marc=data["marc"],
+            marc=data.get("marc") or {},
             batch=data.get("batch", ""),
             fingerprint=data.get("fingerprint", ""),
             items=[Item.from_dict(i) for i in data.get("items", [])],
         )
+        if "marc_json" in data:
+            contribution.__dict__.update(_marc=None, _marc_json=data["marc_json"])
+        return contribution
+
+    def marc_json(self) -> str:
+        """The MARC as compact JSON text, without decoding it if it is still text."""
+        text = self.__dict__.get("_marc_json")
+        if text is None:
+            text = json.dumps(self.marc, ensure_ascii=False, separators=(",", ":"))
+        return text
+
+
+# `Contribution.marc` decodes on first use: a record read for display needs the MARC of its
+# master only, and decoding every library's MARC was most of the cost of reading a record
+# (a work held by four libraries carries four). Once decoded, the dict is the truth (callers
+# may change it), so the text is dropped.
+def _marc(contribution: Contribution) -> dict[str, Any]:
+    state = contribution.__dict__
+    marc = state.get("_marc")
+    if marc is None:
+        marc = state["_marc"] = json.loads(state.pop("_marc_json", None) or "{}")
+    return marc
+
+
+def _set_marc(contribution: Contribution, marc: dict[str, Any]) -> None:
+    contribution.__dict__["_marc"] = marc
+    contribution.__dict__.pop("_marc_json", None)
+
+
+Contribution.marc = property(_marc, _set_marc)  # type: ignore[assignment]
 
 
 @dataclass
@@ -159,13 +196,13 @@ class UnionRecord:
     def libraries(self) -> list[str]:
         return sorted({item.library for item in self.items} | {c.library for c in self.contributions})
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, marc_as_json: bool = False) -> dict[str, Any]:
         return {
             "id": self.id,
             "master": list(self.master),
             "fields": self.fields,
             "match_keys": self.match_keys,
-            "contributions": [c.to_dict() for c in self.contributions],
+            "contributions": [c.to_dict(marc_as_json=marc_as_json) for c in self.contributions],
         }
 
     @classmethod
