@@ -12,7 +12,7 @@ from __future__ import annotations
 import codecs
 from typing import Any
 
-from protocols.records.marcjson import ControlField, fields, leader
+from protocols.records.marcjson import indicator, leader
 
 FIELD_TERMINATOR = b"\x1e"
 RECORD_TERMINATOR = b"\x1d"
@@ -34,19 +34,28 @@ def to_iso2709(record: dict[str, Any], *, unimarc: bool = False, encoding: str =
 
     directory = bytearray()
     data = bytearray()
-    for field in fields(record):
-        if isinstance(field, ControlField):
-            body = encode(field.value) + FIELD_TERMINATOR
-        else:
-            parts = [encode(field.ind1 + field.ind2)]
-            for code, value in field.subfields:
-                parts.append(SUBFIELD_DELIMITER + encode(code)[:1] + encode(value))
-            body = b"".join(parts) + FIELD_TERMINATOR
-        tag = (field.tag + "000")[:3].encode("ascii", "replace")
-        if len(body) > 9999 or len(data) > 99999:
-            raise RecordTooLong(f"field {field.tag} does not fit ISO 2709 directory limits")
-        directory += tag + b"%04d%05d" % (len(body), len(data))
-        data += body
+    # The walk of `marcjson.fields`, inlined, and each field encoded at once: per-value objects
+    # and encodes were most of the time of writing a record.
+    for entry in record.get("fields", ()):
+        if not isinstance(entry, dict) or len(entry) != 1:
+            continue
+        for tag, content in entry.items():
+            tag = str(tag)
+            if not isinstance(content, dict):
+                body = encode(("" if content is None else str(content)) + "\x1e")
+            else:
+                subfields = [(str(code), str(value)) for sub in content.get("subfields", ()) if isinstance(sub, dict)
+                             for code, value in sub.items()]
+                head = indicator(content.get("ind1")) + indicator(content.get("ind2"))
+                if all(code[:1].isascii() for code, _ in subfields):
+                    body = encode(head + "".join(f"\x1f{code[:1]}{value}" for code, value in subfields) + "\x1e")
+                else:  # a code whose first character is not one byte: its first byte, as ISO 2709 has room for
+                    body = encode(head) + b"".join(SUBFIELD_DELIMITER + encode(code)[:1] + encode(value)
+                                                   for code, value in subfields) + FIELD_TERMINATOR
+            if len(body) > 9999 or len(data) > 99999:
+                raise RecordTooLong(f"field {tag} does not fit ISO 2709 directory limits")
+            directory += (tag + "000")[:3].encode("ascii", "replace") + b"%04d%05d" % (len(body), len(data))
+            data += body
     directory += FIELD_TERMINATOR
     base = 24 + len(directory)
     total = base + len(data) + 1
