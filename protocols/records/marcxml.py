@@ -6,6 +6,7 @@ UNIMARC: element names and attributes are identical, only the namespace tells th
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -68,7 +69,9 @@ def _text(value: str) -> str:
     return _TEXT_SPECIAL.sub(lambda m: _REFERENCES.get(m.group(), ""), value)
 
 
+@functools.lru_cache(maxsize=4096)
 def _attribute(value: str) -> str:
+    """(Tags, indicators and subfield codes: a few hundred different values, a hundred a record.)"""
     if _ATTRIBUTE_SPECIAL.search(value) is None:
         return value
     return _ATTRIBUTE_SPECIAL.sub(lambda m: _REFERENCES.get(m.group(), ""), value)
