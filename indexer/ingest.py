@@ -778,6 +778,7 @@ class Pipeline:
                     self.report.count(outcome)
                 else:
                     # Without the parsed record: only the raw bytes are needed, should the store refuse it.
+                    entry.contribution.compact()
                     self.pending.append(_Placed(file, replace(entry.result, record=None), entry.key, outcome))
                     self.session_size += 1
         self.quarantine.flush()

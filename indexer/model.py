@@ -118,6 +118,12 @@ class Contribution:
             contribution.__dict__.update(_marc=None, _marc_json=data["marc_json"])
         return contribution
 
+    def compact(self) -> None:
+        """Keep the MARC as JSON text only, until it is looked at again (a contribution waiting
+        to be written takes a fifth of the memory)."""
+        if "_marc_json" not in self.__dict__:
+            self.__dict__.update(_marc_json=self.marc_json(), _marc=None)
+
     def marc_json(self) -> str:
         """The MARC as compact JSON text, without decoding it if it is still text."""
         text = self.__dict__.get("_marc_json")
