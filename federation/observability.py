@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 
 from aiohttp import web
 from prometheus_client import (
@@ -45,6 +45,7 @@ from prometheus_client import (
     generate_latest,
     write_to_textfile,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from federation.federated import FederatedResultSet, FederatedSearch
@@ -123,6 +124,13 @@ class Metrics:
                                 registry=r)
         self.process_id.set(os.getpid())
         ProcessCollector(registry=r)
+        self._caches = _CacheCollector()
+        r.register(self._caches)
+
+    def watch_caches(self, caches: Callable[[], Mapping[str, Any]]) -> None:
+        """Export read caches (name -> `indexer.store.CacheCounts`, asked at each scrape)."""
+        if caches not in self._caches.sources:
+            self._caches.sources.append(caches)
 
     # -- requests -------------------------------------------------------------------------
     def observe_request(self, protocol: str, operation: str, database: str, seconds: float,
@@ -354,6 +362,29 @@ async def _send_request_id(request: web.Request, response: web.StreamResponse) -
 ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
 
+class _CacheCollector:
+    """union_cache_hits / misses / entries by cache, read at scrape time from the caches' own counts."""
+
+    def __init__(self) -> None:
+        self.sources: list[Callable[[], Mapping[str, Any]]] = []
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        hits = CounterMetricFamily("union_cache_hits", "Answers a read cache gave", labels=("cache",))
+        misses = CounterMetricFamily("union_cache_misses", "Lookups a read cache could not answer", labels=("cache",))
+        entries = GaugeMetricFamily("union_cache_entries", "Entries a read cache holds", labels=("cache",))
+        capacity = GaugeMetricFamily("union_cache_capacity", "Entries a read cache may hold", labels=("cache",))
+        for source in self.sources:
+            for name, counts in source().items():
+                hits.add_metric((name,), counts.hits)
+                misses.add_metric((name,), counts.misses)
+                entries.add_metric((name,), counts.entries)
+                capacity.add_metric((name,), counts.capacity)
+        yield from (hits, misses, entries, capacity)
+
+
 class HealthEndpoints:
     """/healthz, /readyz and /metrics for one application."""
 
@@ -422,6 +453,7 @@ def observability(service: Any, metrics: Metrics | None = None, *,
 def install_observability(app: web.Application, service: Any, metrics: Metrics | None = None, *,
                           extra_checks: Mapping[str, ReadyCheck] | None = None) -> Metrics:
     metrics = metrics if metrics is not None else Metrics()
+    metrics.watch_caches(service.store.caches)
     checks = service_checks(service)
     checks.update(extra_checks or {})
     endpoints = HealthEndpoints(metrics, checks)

@@ -77,7 +77,7 @@ from indexer.query import (
     SearchResult,
     SortKey,
 )
-from indexer.store import BulkResult, QueryNotSupported, Store, StoreError, StoreStats
+from indexer.store import BulkResult, CacheCounts, QueryNotSupported, Store, StoreError, StoreStats
 from indexer.values import INT64_MAX, INT64_MIN, facet_value, item_value, numeric_value, ordered_facet, record_values
 
 SCHEMA_VERSION = 2
@@ -1464,6 +1464,10 @@ class EmbeddedStore(Store):
             return terms + [ScanTerm(key, count) for key, count in onward[skip:]][: request.count - len(terms)]
 
         return await self._query(work)
+
+    def caches(self) -> dict[str, CacheCounts]:
+        results = self.results
+        return {"search_results": CacheCounts(results.hits, results.misses, len(results), results.capacity)}
 
     async def stats(self) -> StoreStats:
         def work(connection: sqlite3.Connection) -> StoreStats:

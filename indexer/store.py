@@ -57,6 +57,14 @@ class StoreStats:
     by_tier: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CacheCounts:
+    hits: int
+    misses: int
+    entries: int
+    capacity: int
+
+
 class Store(abc.ABC):
     """Async throughout; safe to share between concurrent requests of one process."""
 
@@ -126,3 +134,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def stats(self) -> StoreStats: ...
+
+    def caches(self) -> dict[str, CacheCounts]:
+        """The store's own read caches by name, for /metrics (none unless a store keeps some)."""
+        return {}

@@ -42,6 +42,7 @@ from indexer.elastic import ElasticsearchStore
 from indexer.embedded import EmbeddedStore
 from indexer.indexes import load_index_table
 from indexer.ingest import IngestOptions, ingest
+from indexer.model import Availability, ItemStatusUpdate
 from indexer.query import MatchAll
 from protocols.z3950 import pdu as P
 from protocols.z3950.client import Z3950Client
@@ -166,6 +167,35 @@ async def test_metrics_count_sru_and_api_requests(aiohttp_client, store, network
     assert value(parsed, "union_requests_total", protocol="sru", operation="searchRetrieve",
                  database="(unknown)") == 1
     assert value(parsed, "union_requests_in_flight", protocol="http") == 1     # the scrape itself
+
+
+async def test_result_cache_counts_are_exported(aiohttp_client, store, network, table):
+    service = SearchService(network, table, store)
+    metrics = Metrics()
+    client = await aiohttp_client(create_app(service, extensions=[observability(service, metrics)]))
+
+    async def search(start: int) -> str:
+        response = await client.get("/sru/union", params={
+            "version": "1.2", "operation": "searchRetrieve", "query": "cql.allRecords=1",
+            "maximumRecords": "10", "startRecord": str(start)})
+        assert response.status == 200
+        return await response.text()
+
+    first = await search(1)
+    assert await search(11) != first and await search(1) == first   # pages 2 and 1 again: kept
+    parsed = samples(await (await client.get("/metrics")).text())
+    assert value(parsed, "union_cache_misses_total", cache="search_results") == 1
+    assert value(parsed, "union_cache_hits_total", cache="search_results") == 2
+    assert value(parsed, "union_cache_entries", cache="search_results") == 1
+    assert value(parsed, "union_cache_capacity", cache="search_results") == store.results.capacity > 0
+
+    # cql.allRecords=1 is MatchAll: the same search, from the cache too.
+    record = (await service.search("union", MatchAll(), limit=1)).records[0]
+    await store.update_items([ItemStatusUpdate(record.items[0].barcode, Availability.ON_LOAN)])
+    await search(1)                                                   # the catalogue changed: evaluated again
+    parsed = samples(await (await client.get("/metrics")).text())
+    assert value(parsed, "union_cache_hits_total", cache="search_results") == 3
+    assert value(parsed, "union_cache_misses_total", cache="search_results") == 2
 
 
 async def test_item_status_updates_are_counted(aiohttp_client, store, network, table):
