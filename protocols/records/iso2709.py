@@ -44,14 +44,22 @@ def to_iso2709(record: dict[str, Any], *, unimarc: bool = False, encoding: str =
             if not isinstance(content, dict):
                 body = encode(("" if content is None else str(content)) + "\x1e")
             else:
-                subfields = [(str(code), str(value)) for sub in content.get("subfields", ()) if isinstance(sub, dict)
-                             for code, value in sub.items()]
-                head = indicator(content.get("ind1")) + indicator(content.get("ind2"))
-                if all(code[:1].isascii() for code, _ in subfields):
-                    body = encode(head + "".join(f"\x1f{code[:1]}{value}" for code, value in subfields) + "\x1e")
+                parts = [indicator(content.get("ind1")), indicator(content.get("ind2"))]
+                one_byte_codes = True
+                for sub in content.get("subfields", ()):
+                    if isinstance(sub, dict):
+                        for code, value in sub.items():
+                            first = str(code)[:1]
+                            one_byte_codes = one_byte_codes and first.isascii()
+                            parts.append(f"\x1f{first}{value}")
+                parts.append("\x1e")
+                if one_byte_codes:
+                    body = encode("".join(parts))
                 else:  # a code whose first character is not one byte: its first byte, as ISO 2709 has room for
-                    body = encode(head) + b"".join(SUBFIELD_DELIMITER + encode(code)[:1] + encode(value)
-                                                   for code, value in subfields) + FIELD_TERMINATOR
+                    body = encode(parts[0] + parts[1]) + b"".join(
+                        SUBFIELD_DELIMITER + encode(str(code))[:1] + encode(str(value))
+                        for sub in content.get("subfields", ()) if isinstance(sub, dict)
+                        for code, value in sub.items()) + FIELD_TERMINATOR
             if len(body) > 9999 or len(data) > 99999:
                 raise RecordTooLong(f"field {tag} does not fit ISO 2709 directory limits")
             directory += (tag + "000")[:3].encode("ascii", "replace") + b"%04d%05d" % (len(body), len(data))
