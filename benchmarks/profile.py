@@ -42,7 +42,7 @@ async def profile(args: argparse.Namespace) -> str:
     network = load_network(workdir / "network-marc21.yaml")
     table = load_index_table()
     store = await open_store(network.store_settings({}, data_dir=str(workdir / "store")), table)
-    queries = [query for query in load(workdir / "mix.json") if not args.kind or query.kind in args.kind]
+    queries = [query for query in load(args.mix or workdir / "mix.json") if not args.kind or query.kind in args.kind]
     try:
         service = SearchService(network, table, store)
         if args.cold:
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="no result, decoded-record or rendered-record cache: every query is evaluated and every record "
                              "decoded and rendered (the load benchmark repeats its 320 queries, so nearly every "
                              "answer it asks for is cached)")
+    parser.add_argument("--mix", type=Path, help="the queries (default <workdir>/<records>/mix.json)")
     parser.add_argument("--kind", action="append", choices=KINDS,
                         help="only queries of this kind (repeatable); default: the whole mix")
     parser.add_argument("--no-profiler", action="store_true", help="measure CPU time only, without cProfile's overhead")
