@@ -445,8 +445,8 @@ def test_federation_serve_exposes_metrics_health_and_json_logs(tmp_path, network
 
 def test_serve_workers_share_the_sru_port(tmp_path, network, table, demo_files):
     """`serve --workers 2`: two processes answer on one SRU port (each scrape of /metrics over a
-    new connection names the process that answered), both also listen on one Z39.50 port, and
-    SIGTERM to the parent stops them all."""
+    new connection names the process that answered), both also listen on one Z39.50 port, each
+    has the `--result-cache` size it was given, and SIGTERM to the parent stops them all."""
 
     async def load() -> None:
         store = EmbeddedStore(tmp_path / "store", table)
@@ -459,7 +459,7 @@ def test_serve_workers_share_the_sru_port(tmp_path, network, table, demo_files):
     federation = Path(sys.executable).with_name("federation")
     process = subprocess.Popen(
         [str(federation), "serve", "--config", str(NETWORK), "--data-dir", str(tmp_path / "store"),
-         "--http", "127.0.0.1:0", "--z3950", "127.0.0.1:0", "--workers", "2"],
+         "--http", "127.0.0.1:0", "--z3950", "127.0.0.1:0", "--workers", "2", "--result-cache", "7"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         banner = ""
@@ -474,7 +474,9 @@ def test_serve_workers_share_the_sru_port(tmp_path, network, table, demo_files):
         answered_by = set()
         for _ in range(40):       # a new connection each time: the kernel spreads them over the workers
             with urllib.request.urlopen(base + "/metrics", timeout=30) as response:
-                answered_by.add(int(value(samples(response.read().decode()), "union_process_id")))
+                scraped = samples(response.read().decode())
+                answered_by.add(int(value(scraped, "union_process_id")))
+                assert value(scraped, "union_cache_capacity", cache="search_results") == 7
             with urllib.request.urlopen(base + "/sru/union?query=" + quote("dc.title=记"), timeout=30) as response:
                 assert b"numberOfRecords" in response.read()
         assert answered_by == workers
