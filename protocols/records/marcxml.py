@@ -52,14 +52,15 @@ def marcxml_bytes(record: dict[str, Any], *, unimarc: bool = False) -> bytes:
 
 # The characters XML 1.0 cannot carry: C0 controls other than tab/newline/return, surrogates,
 # U+FFFE and U+FFFF.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_NOT_XML_CHARACTERS = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"
+_NOT_XML = re.compile(f"[{_NOT_XML_CHARACTERS}]")
 
 
 # What text or an attribute value cannot hold as it is: markup characters, and characters that
 # need a character reference (a raw CR or, in an attribute, tab and newline are normalized away
 # by parsers) or cannot be carried at all.
-_TEXT_SPECIAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_ATTRIBUTE_SPECIAL = re.compile('[&<>"\t\n\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
+_TEXT_SPECIAL = re.compile(f"[&<>\r{_NOT_XML_CHARACTERS}]")
+_ATTRIBUTE_SPECIAL = re.compile(f'[&<>"\t\n\r{_NOT_XML_CHARACTERS}]')
 _REFERENCES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 
 
