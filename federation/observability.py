@@ -51,6 +51,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from federation.federated import FederatedResultSet, FederatedSearch
 from indexer.ingest import REPORT_KEYS, IngestReport, ProgressCallback
 from indexer.query import Query, SortKey
+from indexer.store import CacheCounts
 from protocols.z3950 import pdu as P
 from protocols.z3950.diagnostics import Bib1Diagnostic
 from protocols.z3950.server import Backend, ResultSetHandle, ScanOutcome, SessionInfo
@@ -127,7 +128,7 @@ class Metrics:
         self._caches = _CacheCollector()
         r.register(self._caches)
 
-    def watch_caches(self, caches: Callable[[], Mapping[str, Any]]) -> None:
+    def watch_caches(self, caches: Callable[[], Mapping[str, CacheCounts]]) -> None:
         """Export read caches (name -> `indexer.store.CacheCounts`, asked at each scrape)."""
         if caches not in self._caches.sources:
             self._caches.sources.append(caches)
@@ -366,7 +367,7 @@ class _CacheCollector:
     """union_cache_hits / misses / entries by cache, read at scrape time from the caches' own counts."""
 
     def __init__(self) -> None:
-        self.sources: list[Callable[[], Mapping[str, Any]]] = []
+        self.sources: list[Callable[[], Mapping[str, CacheCounts]]] = []
 
     def describe(self) -> list:
         return []

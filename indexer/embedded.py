@@ -1265,8 +1265,8 @@ class EmbeddedStore(Store):
         def work(connection: sqlite3.Connection) -> tuple[SearchResult, dict[str, bytes | str] | None]:
             generation = _generation(connection) if kept is not None else None
             fetch = kept if generation is not None else None
-            key = (generation, request.query, request.item_scope, request.sort, request.facets)
             if fetch is not None:
+                key = (generation, request.query, request.item_scope, request.sort, request.facets)
                 cached = self.results.get(key)
                 if cached is not None and cached.answers(offset, limit):
                     result = _page(cached.total, cached.rows[offset:], limit, cached.facets, signature)
