@@ -45,7 +45,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import hashlib
+import itertools
 import json
 import sqlite3
 import threading
@@ -53,7 +55,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar, Union
+from typing import Any, AsyncIterator, Callable, Iterable, Sequence, TypeVar, Union
 
 from indexer.analysis import QueryToken, exact_key, index_tokens, query_tokens, query_words
 from indexer.indexes import IndexDefinition, IndexLevel, IndexTable, IndexType
@@ -93,6 +95,8 @@ _MAX_PHRASE_JOINS = 8
 _CHUNK = 500  # ids per IN (...) list
 _ANALYSIS_CACHE_VALUES = 50_000  # values whose analysis the writer remembers (a few tens of MB)
 _COMPOUND_TERMS = 400
+_INDEX_CHUNK = 2_000  # records a bulk load indexes per transaction at its end
+_INDEX_ROWS_HELD = 20_000  # index rows made before they are written (memory stays flat)
 
 T = TypeVar("T")
 
@@ -136,8 +140,11 @@ CREATE INDEX IF NOT EXISTS sorts_rid ON sorts (rid);
 -- A digest of a record's record-level index values: the rows they make (vals and toks with
 -- item 0, their facets, sorts) need no rewriting while it is unchanged (see _replace_rows).
 CREATE TABLE IF NOT EXISTS bibsig (rid INTEGER PRIMARY KEY, sig BLOB NOT NULL);
+-- Records a bulk load wrote without their index rows (vals, toks, facets, sorts), to be indexed
+-- when it ends (EmbeddedStore.bulk_load).
+CREATE TABLE IF NOT EXISTS unindexed (rid INTEGER PRIMARY KEY);
 """
-_DEPENDENT_TABLES = ("items", "match_keys", "contributions", "vals", "toks", "facets", "sorts", "bibsig")
+_DEPENDENT_TABLES = ("items", "match_keys", "contributions", "vals", "toks", "facets", "sorts", "bibsig", "unindexed")
 
 
 class _RowSql:
@@ -804,6 +811,7 @@ class EmbeddedStore(Store):
         self.results = ResultCache(result_cache)
         self._frequencies = _TokenFrequencies()
         self._item_facets = tuple(d.name for d in table.item_indexes() if d.facet)
+        self._deferred = False  # inside bulk_load: upserts leave their index rows for its end
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -1041,10 +1049,11 @@ class EmbeddedStore(Store):
             connection.executemany(_ROW_SQL[table].insert, rows)
         connection.execute("INSERT INTO bibsig (rid, sig) VALUES (?, ?)", (rid, self._bib_signature(bib)))
 
-    def _replace_rows(self, connection: sqlite3.Connection, rid: int, record: UnionRecord) -> None:
-        """Bring a stored record's rows to what `record` needs, touching only the rows that
-        differ. A bulk load rewrites a union record each time another library's contribution
-        arrives, mostly adding items: rewriting all its rows cost most of the load time."""
+    @staticmethod
+    def _item_ids(connection: sqlite3.Connection, rid: int, record: UnionRecord) -> list[int]:
+        """The item row ids of the record's items, in its order: the stored rows of the same
+        items kept (their index rows stay valid), rows added for new items, rows of items the
+        record no longer has deleted."""
         stored_items: dict[tuple[str, str, str], list[int]] = {}
         for item_id, barcode, library, tier in connection.execute(
             "SELECT item, barcode, library, tier FROM items WHERE rid = ? ORDER BY item", (rid,)
@@ -1062,7 +1071,30 @@ class EmbeddedStore(Store):
                 )
                 item_ids.append(cursor.lastrowid)
         gone = [(item_id,) for ids in stored_items.values() for item_id in ids]
-        connection.executemany("DELETE FROM items WHERE item = ?", gone)
+        if gone:
+            connection.executemany("DELETE FROM items WHERE item = ?", gone)
+        return item_ids
+
+    @staticmethod
+    def _sync_rows(connection: sqlite3.Connection, rid: int, table: str, rows: list[tuple],
+                   where: str = "", parameters: tuple = ()) -> None:
+        """Make the record's rows of `table` (those `where` selects) equal to `rows`, touching
+        only the rows that differ."""
+        sql = _ROW_SQL[table]
+        wanted = dict.fromkeys(rows)
+        stored = dict.fromkeys(connection.execute(sql.select + where, (rid, *parameters)))
+        gone = [sql.key(row) for row in stored if row not in wanted]
+        if gone:
+            connection.executemany(sql.delete, gone)
+        new = [row for row in wanted if row not in stored]
+        if new:
+            connection.executemany(sql.insert, new)
+
+    def _replace_rows(self, connection: sqlite3.Connection, rid: int, record: UnionRecord) -> None:
+        """Bring a stored record's rows to what `record` needs, touching only the rows that
+        differ. A bulk load rewrites a union record each time another library's contribution
+        arrives, mostly adding items: rewriting all its rows cost most of the load time."""
+        item_ids = self._item_ids(connection, rid, record)
         # A new contribution mostly brings items and a few values (its control number): the
         # rows of the record-level indexes whose values are the same (most of a record's rows)
         # are left as they are.
@@ -1078,45 +1110,133 @@ class EmbeddedStore(Store):
         ]
         rewritten = tuple(definition.name for definition, _ in changed)
         for table, rows in self._all_rows(rid, record, item_ids, changed).items():
-            sql = _ROW_SQL[table]
-            wanted = dict.fromkeys(rows)
             if table in ("vals", "toks"):
-                select, params = (f"{sql.select} AND (item != 0 OR idx IN ({','.join('?' * len(rewritten))}))",
-                                  (rid, *rewritten))
+                self._sync_rows(connection, rid, table, rows,
+                                f" AND (item != 0 OR idx IN ({','.join('?' * len(rewritten))}))", rewritten)
             elif table in ("facets", "sorts"):
                 names = rewritten + self._item_facets if table == "facets" else rewritten
-                select, params = f"{sql.select} AND idx IN ({','.join('?' * len(names))})", (rid, *names)
+                self._sync_rows(connection, rid, table, rows, f" AND idx IN ({','.join('?' * len(names))})", names)
             else:
-                select, params = sql.select, (rid,)
-            stored = dict.fromkeys(connection.execute(select, params))
-            gone = [sql.key(row) for row in stored if row not in wanted]
-            if gone:
-                connection.executemany(sql.delete, gone)
-            new = [row for row in wanted if row not in stored]
-            if new:
-                connection.executemany(sql.insert, new)
+                self._sync_rows(connection, rid, table, rows)
         if changed:
             connection.execute("INSERT INTO bibsig (rid, sig) VALUES (?, ?) ON CONFLICT (rid) DO UPDATE SET sig = excluded.sig",
                                (rid, signature))
+        connection.execute("DELETE FROM unindexed WHERE rid = ?", (rid,))
 
     @staticmethod
     def _delete_rows(connection: sqlite3.Connection, rid: int) -> None:
         for table in _DEPENDENT_TABLES:
             connection.execute(f"DELETE FROM {table} WHERE rid = ?", (rid,))
 
-    def _put(self, connection: sqlite3.Connection, record: UnionRecord) -> None:
+    def _put(self, connection: sqlite3.Connection, record: UnionRecord, *, deferred: bool = False) -> None:
+        """Store the record whole with its rows; `deferred`: only its payload, items and the
+        write path's lookup rows, its index rows left to `_index_unindexed`."""
         payload = _encode_payload(record)
         row = connection.execute("SELECT rid FROM records WHERE id = ?", (record.id,)).fetchone()
         if row is None:
             rid = connection.execute("INSERT INTO records (id, payload) VALUES (?, ?)", (record.id, payload)).lastrowid
             assert rid is not None
-            self._insert_rows(connection, rid, record)
+            if not deferred:
+                self._insert_rows(connection, rid, record)
+                return
         else:
             rid = row[0]
             connection.execute("UPDATE records SET payload = ? WHERE rid = ?", (payload, rid))
-            self._replace_rows(connection, rid, record)
+            if not deferred:
+                self._replace_rows(connection, rid, record)
+                return
+        # What would fail to index must fail now, alone, as it does when indexed at once.
+        for name, values in record.fields.items():
+            for value in values:
+                if not isinstance(value, str):
+                    raise TypeError(f"the value {value!r} of index {name} is not text")
+        self._item_ids(connection, rid, record)
+        for table, rows in self._owner_rows(rid, record).items():
+            self._sync_rows(connection, rid, table, rows)
+        connection.execute("INSERT OR IGNORE INTO unindexed (rid) VALUES (?)", (rid,))
+
+    def _index_some_unindexed(self, connection: sqlite3.Connection, after: int,
+                              failures: dict[str, str]) -> int | None:
+        """Index the next `_INDEX_CHUNK` records written deferred (rid > `after`), the rows of
+        all of them inserted at once; the last rid looked at, None when none was left. A record
+        whose rows cannot be made is named in `failures` and stays waiting."""
+        # Read as they are indexed: the payloads of a chunk are not all held at once.
+        page = connection.execute(
+            "SELECT u.rid, r.id, r.payload FROM unindexed u JOIN records r ON r.rid = u.rid "
+            "WHERE u.rid > ? ORDER BY u.rid LIMIT ?", (after, _INDEX_CHUNK)
+        )
+        last: int | None = None
+        rows = _Rows([], [], [], [])
+        signatures: list[tuple[int, bytes]] = []
+        written = 0  # of the signatures, those whose rows are written
+
+        def write_rows() -> None:
+            nonlocal rows, written
+            done = [(rid,) for rid, _ in signatures[written:]]
+            for table in ("vals", "toks", "facets", "sorts"):
+                # Rows from before the load (the record was indexed, then rewritten in it).
+                connection.executemany(f"DELETE FROM {table} WHERE rid = ?", done)
+                connection.executemany(_ROW_SQL[table].insert, getattr(rows, table))
+            rows, written = _Rows([], [], [], []), len(signatures)
+
+        for rid, record_id, payload in page:
+            last = rid
+            try:
+                record = _decode_payload(payload)
+                bib = self._bib_values(record)
+                one = self._index_rows(rid, record, self._item_ids(connection, rid, record), bib)
+            except (zlib.error, ValueError, TypeError, AttributeError, LookupError, sqlite3.Error) as error:
+                failures[record_id] = f"cannot index the record: {error!r}"
+                continue
+            rows.vals.extend(one.vals)
+            rows.toks.extend(one.toks)
+            rows.facets.extend(one.facets)
+            rows.sorts.extend(one.sorts)
+            signatures.append((rid, self._bib_signature(bib)))
+            if len(rows.vals) + len(rows.toks) >= _INDEX_ROWS_HELD:
+                write_rows()
+        write_rows()
+        connection.executemany(
+            "INSERT INTO bibsig (rid, sig) VALUES (?, ?) ON CONFLICT (rid) DO UPDATE SET sig = excluded.sig", signatures)
+        connection.executemany("DELETE FROM unindexed WHERE rid = ?", [(rid,) for rid, _ in signatures])
+        if last is None:
+            connection.execute("DELETE FROM unindexed WHERE rid NOT IN (SELECT rid FROM records)")
+        return last
+
+    async def _index_unindexed(self) -> None:
+        """Index every record written deferred (also those a killed bulk load left), a chunk
+        per transaction: a search sees each chunk as it is committed."""
+        failures: dict[str, str] = {}
+        last: int | None = 0
+        while last is not None:
+            after = last
+            last = await self._write(lambda connection: self._index_some_unindexed(connection, after, failures))
+        if failures:
+            named = "; ".join(f"{record_id}: {reason}" for record_id, reason in itertools.islice(failures.items(), 5))
+            raise StoreError(f"{self.path}: {len(failures)} stored record(s) could not be indexed, "
+                             f"so searches do not find them ({named})")
+
+    @contextlib.asynccontextmanager
+    async def bulk_load(self) -> AsyncIterator[None]:
+        """Upserts write each record's payload, items and lookup rows and leave its index rows
+        to the end of the block: a record rewritten as each library's contribution arrives is
+        then indexed once, the rows of many records at once. Until then, searches find the
+        records as they were before (new ones not at all); `get` and the lookups see them now.
+        The list of records waiting is in the database (`unindexed`): what a killed load leaves
+        is indexed at the end of the next bulk load."""
+        if self._deferred:  # nested: the outer block indexes
+            yield
+            return
+        self._deferred = True
+        try:
+            yield
+        finally:
+            self._deferred = False
+            await self._index_unindexed()
 
     async def upsert(self, records: Sequence[UnionRecord]) -> BulkResult:
+        deferred = self._deferred
+
         def work(connection: sqlite3.Connection) -> BulkResult:
             result = BulkResult()
             for record in records:
@@ -1125,7 +1245,7 @@ class EmbeddedStore(Store):
                     continue
                 connection.execute("SAVEPOINT record")
                 try:
-                    self._put(connection, record)
+                    self._put(connection, record, deferred=deferred)
                 except (sqlite3.Error, ValueError, TypeError, AttributeError, LookupError) as error:
                     # One bad record must not stop the batch: undo its partial rows only.
                     connection.execute("ROLLBACK TO record")

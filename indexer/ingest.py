@@ -31,6 +31,10 @@ A control number that comes again in the same file with a different record is qu
 (the first record is kept; the same record again counts unchanged), so that re-running the
 file changes nothing. Across files, a later file's record replaces an earlier one's.
 
+The run is one bulk load (`Store.bulk_load`): the embedded store indexes the union records it
+wrote when the run ends, once each, however often they were rewritten as the libraries' files
+came in; until then searches find them as they were before the run.
+
 Memory stays flat: records are read and looked up in batches of `options.batch_size`; one
 merge session holds up to about `options.write_behind` contributions before its changes are
 written, so that a work several libraries' files send is written once; the source ids read
@@ -878,7 +882,8 @@ async def ingest(
     progress: ProgressCallback | None = None,
 ) -> IngestReport:
     """Read the files into the store; see the module docstring."""
-    return await Pipeline(store, table, policy, options, progress).run(paths)
+    async with store.bulk_load():
+        return await Pipeline(store, table, policy, options, progress).run(paths)
 
 
 def write_report(report: IngestReport, path: Path) -> None:

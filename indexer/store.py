@@ -9,8 +9,9 @@ A store keeps union records whole and indexes them by the definitions of
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import AsyncIterator, Sequence
 
 from indexer.model import ItemStatusUpdate, ItemUpdateOutcome, UnionRecord
 from indexer.query import ScanRequest, ScanTerm, SearchRequest, SearchResult
@@ -115,7 +116,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def refresh(self) -> None:
-        """Make every acknowledged write visible to search (a no-op where it already is)."""
+        """Make every acknowledged write visible to search (a no-op where it already is).
+        Inside `bulk_load()`: visible to the write path's lookups (`find_by_*`), at least."""
+
+    @contextlib.asynccontextmanager
+    async def bulk_load(self) -> AsyncIterator[None]:
+        """A block of many upserts (an ingest). Inside it, what `upsert` writes is durable and
+        readable by id and through the write path's lookups at once, but a store may leave it out
+        of search until the block ends, when it is indexed at once instead of record by record.
+        The block ends with everything written visible to search, also when it ends in an
+        error. By default nothing changes."""
+        yield
 
     # -- read path ----------------------------------------------------------------------
     @abc.abstractmethod

@@ -47,6 +47,7 @@ def worker(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(WORKER), *args],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -118,6 +119,42 @@ async def test_killed_bulk_load_keeps_acknowledged_batches_and_rerun_completes(t
             assert set(result.ids) == reference.matches(query)
         stats = await store.stats()
         assert (stats.records, stats.items) == (len(records), sum(len(r.items) for r in records))
+    finally:
+        await store.close()
+
+
+@pytest.mark.slow
+async def test_what_a_killed_bulk_load_wrote_is_indexed_by_the_next_one(tmp_path: Path) -> None:
+    records = small_corpus()
+    batch = 100
+    loader = worker("bulk", str(tmp_path), str(batch))
+    assert loader.stdout is not None and loader.stdin is not None
+    for line in loader.stdout:
+        if int(line.split()[1]) >= 2 * batch:
+            loader.send_signal(signal.SIGKILL)  # it waits inside the load: its end has indexed nothing
+            break
+        loader.stdin.write("\n")
+        loader.stdin.flush()
+    assert loader.wait(timeout=30) == -signal.SIGKILL, loader.stderr.read() if loader.stderr else ""
+    assert integrity(tmp_path) == "ok"
+
+    store = EmbeddedStore(tmp_path, TABLE)
+    await store.open()
+    try:
+        stored = [r for r in await store.get([r.id for r in records]) if r is not None]
+        assert len(stored) == 2 * batch
+        expected = {r.id: r.to_dict() for r in records}
+        assert all(r.to_dict() == expected[r.id] for r in stored)  # acknowledged and whole
+        query = Clause("title", Relation.PHRASE, "图书馆")
+        assert Reference(TABLE, stored).matches(query)
+        assert (await store.search(SearchRequest(query, limit=5_000))).total == 0  # not indexed yet
+        async with store.bulk_load():
+            pass
+        reference = Reference(TABLE, stored)
+        for query in (query, Clause("anywhere", Relation.ANY, "history 小麦"), Clause("date", Relation.WITHIN, "1990", "2000"),
+                      ItemMatch(Clause("tier", Relation.EXACT, "branch"))):
+            result = await store.search(SearchRequest(query, limit=5_000))
+            assert set(result.ids) == reference.matches(query), query
     finally:
         await store.close()
 
