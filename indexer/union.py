@@ -107,22 +107,11 @@ def union_id(primary_key: str, attempt: int = 0) -> str:
     return "u" + base64.b32encode(digest).decode("ascii").lower()
 
 
-def completeness(marc: Mapping) -> int:
-    """Fields plus subfields of a MARC-in-JSON record: the master rule's measure of richness."""
-    total = 0
-    for entry in marc.get("fields", ()):
-        for value in entry.values():
-            total += 1
-            if isinstance(value, dict):
-                total += len(value.get("subfields", ()))
-    return total
-
-
 def master_rank(contribution: Contribution, hub: str) -> tuple:
     """Sort key: the smallest is the master."""
     return (
         contribution.library != hub,
-        -completeness(contribution.marc),
+        -contribution.completeness(),
         contribution.batch,
         contribution.library,
         contribution.source_id,

@@ -13,7 +13,6 @@ from indexer.union import (
     MergeSession,
     Outcome,
     choose_master,
-    completeness,
     conflicting,
     fingerprint,
     ordered_match_keys,
@@ -155,7 +154,7 @@ def test_master_is_hub_then_most_complete_then_earliest():
     same_late = Contribution("AA", "a1", MarcFormat.MARC21, marc("x", extra_fields=5), batch="9")
     assert choose_master([rich, poor_hub, poorer], HUB) is poor_hub
     assert choose_master([rich, poorer, same_late], HUB) is rich
-    assert completeness(rich.marc) == (1 + 1) + 5 * (1 + 1)  # 245 and five 500s, one subfield each
+    assert rich.completeness() == (1 + 1) + 5 * (1 + 1)  # 245 and five 500s, one subfield each
 
 
 def test_record_without_isbn_joins_on_the_work_key_but_different_isbns_stay_apart():
@@ -219,7 +218,7 @@ def test_updated_record_with_same_keys_keeps_its_union_record_and_id():
     before = catalogue.holding("DW", "d1").id
     assert catalogue.ingest([incoming("DW", "d1", marc("Book", ISBN_A, extra_fields=2))]) == [Outcome.UPDATED]
     assert list(catalogue.records) == [before]
-    assert completeness(catalogue.records[before].master_contribution.marc) == 2 * 2 + 2 * 2
+    assert catalogue.records[before].master_contribution.completeness() == 2 * 2 + 2 * 2
 
 
 def test_items_only_change_replaces_the_items_and_keeps_the_rest():
@@ -335,3 +334,32 @@ def test_stored_marc_is_read_back_equal_and_a_change_after_reading_is_kept() -> 
     assert again.contributions[0].marc == marc("改")
     # Records stored before (MARC as JSON objects) read the same.
     assert UnionRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+
+
+def test_the_master_rule_counts_stored_marc_without_decoding_it_and_follows_a_change() -> None:
+    """A contribution's completeness (fields + subfields) goes with its MARC text into the stored
+    record, so choosing the master among loaded contributions decodes none of them; once the
+    MARC is changed, the count is the changed record's."""
+    import json
+
+    def marc(subfields: int) -> dict:
+        return {"leader": "00000nam a2200000 a 4500",
+                "fields": [{"001": "x"}, {"245": {"ind1": "1", "ind2": "0",
+                                                  "subfields": [{"a": f"t{n}"} for n in range(subfields)]}}]}
+
+    poor, rich = Contribution("B", "b1", MarcFormat.MARC21, marc(1)), Contribution("C", "c1", MarcFormat.MARC21, marc(4))
+    assert (poor.completeness(), rich.completeness()) == (1 + 1 + 1, 1 + 1 + 4)
+    rich.compact()
+    assert rich.completeness() == 6
+    stored = json.loads(json.dumps(UnionRecord("u1", [poor, rich], ("B", "b1")).to_dict(marc_as_json=True)))
+    assert [c["completeness"] for c in stored["contributions"]] == [3, 6]
+
+    read = UnionRecord.from_dict(stored)
+    assert choose_master(read.contributions, hub="GR") is read.contributions[1]
+    assert all(c.__dict__["_marc"] is None for c in read.contributions)  # nobody's MARC decoded
+    read.contributions[1].marc["fields"] = read.contributions[1].marc["fields"][:1]
+    assert read.contributions[1].completeness() == 1
+    assert choose_master(read.contributions, hub="GR") is read.contributions[0]
+    # A stored record without the count (written before it was kept) counts its MARC text.
+    del stored["contributions"][1]["completeness"]
+    assert UnionRecord.from_dict(stored).contributions[1].completeness() == 6
