@@ -35,6 +35,11 @@ The run is one bulk load (`Store.bulk_load`): the embedded store indexes the uni
 wrote when the run ends, once each, however often they were rewritten as the libraries' files
 came in; until then searches find them as they were before the run.
 
+With `options.jobs` = N >= 2, N - 1 other processes read, parse and extract the files (each
+its own files, in turn, a few batches ahead) while this one merges and writes; the catalogue,
+the report and the quarantine are the same as with one. They are started with `spawn`, so a
+program calling `ingest` with jobs must guard its entry point (`if __name__ == "__main__":`).
+
 Memory stays flat: records are read and looked up in batches of `options.batch_size`; one
 merge session holds up to about `options.write_behind` contributions before its changes are
 written, so that a work several libraries' files send is written once; the source ids read
@@ -52,15 +57,20 @@ empty store forgets everything.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import datetime
 import hashlib
 import itertools
 import json
+import multiprocessing
 import os
+import queue
 import sqlite3
+import threading
 from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -133,6 +143,9 @@ class IngestOptions:
     state_path: Path | None = None      # where file fingerprints are recorded
     skip_unchanged_files: bool = True   # count a recorded, unchanged file as unchanged without reading it
     batch_id: str = ""                  # provenance of this run's contributions; default: the UTC time
+    # Processes at work: with 2 or more, `jobs - 1` processes read, parse and extract the files
+    # (each its own files, in turn) while this one merges and writes.
+    jobs: int = 1
 
 
 @dataclass
@@ -421,7 +434,7 @@ class _Withdrawal:
 @dataclass
 class _Candidate:
     result: ReadResult
-    record: Record
+    record: Record | None               # None once analysed in a preparing process
     contribution: Contribution
     # The analysis, made only when the contribution is not unchanged (`_Preparer.analyse`).
     incoming: Incoming | None = None
@@ -540,6 +553,7 @@ class _Preparer:
     def analyse(self, candidate: _Candidate) -> Incoming | None:
         """The candidate's analysis; None (and `failure` set) if extraction fails on the record."""
         if candidate.incoming is None and not candidate.failure:
+            assert candidate.record is not None, "a candidate from a preparing process comes analysed"
             try:
                 analysis: Analysis = analyse(candidate.record, candidate.contribution.format, self.table)
             except Exception as error:  # a record that breaks extraction must not stop the run
@@ -547,6 +561,150 @@ class _Preparer:
                 return None
             candidate.incoming = Incoming(candidate.contribution, analysis)
         return candidate.incoming
+
+
+    def prepare_to_send(self, source: Path, result: ReadResult, library: LibraryPolicy) -> _Prepared:
+        """`prepare`, then analysed (whether it is unchanged is for the merging process to find
+        out) and without the parsed record: what crosses to the merging process is small."""
+        entry = self.prepare(source, result, library)
+        if isinstance(entry, _Candidate):
+            self.analyse(entry)
+            entry.record = None
+            entry.contribution.compact()
+        entry.result = replace(entry.result, record=None)  # the raw bytes stay, for the quarantine
+        return entry
+
+
+# -- preparing in other processes ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _PreparerSetup:
+    """What a preparing process needs (pickled to it)."""
+
+    table: IndexTable
+    policy: IngestPolicy
+    options: IngestOptions
+    batch_id: str
+    salt: str
+
+
+# Messages a preparing process may have ready beyond the one its pipe holds: the merging
+# process goes on without waiting when a batch took the preparing process longer than usual.
+_MESSAGES_AHEAD = 4
+
+
+def _prepare_files(setup: _PreparerSetup, files: list[tuple[int, str]], connection: Connection) -> None:
+    """A preparing process: reads its files in turn, sending for each `("start", number,
+    library code)`, `("batch", number, entries, warnings)`..., `("end", number)`; or
+    `("failed", number, message)`, after which it stops. At most `_MESSAGES_AHEAD` messages
+    wait to be sent: memory stays bounded."""
+    outbox: queue.Queue[tuple | None] = queue.Queue(_MESSAGES_AHEAD)
+    sender = threading.Thread(target=_send_all, args=(outbox, connection), name="ingest-prepare-send")
+    sender.start()
+    try:
+        _prepare_into(setup, files, outbox.put)
+    finally:
+        outbox.put(None)
+        sender.join()
+
+
+def _send_all(outbox: "queue.Queue[tuple | None]", connection: Connection) -> None:
+    try:
+        while (message := outbox.get()) is not None:
+            connection.send(message)
+    except (BrokenPipeError, ConnectionResetError):
+        os._exit(0)  # the merging process has stopped: nobody wants the rest
+    finally:
+        connection.close()
+
+
+def _prepare_into(setup: _PreparerSetup, files: list[tuple[int, str]], send: Callable[[tuple], None]) -> None:
+    report = IngestReport()
+    preparer = _Preparer(setup.table, setup.policy, setup.batch_id, setup.salt, report)
+    options = setup.options
+    for number, name in files:
+        path = Path(name)
+        try:
+            results = read_records(path, format=options.format, encoding=options.encoding)
+            if options.library is not None:
+                head, library_code = [], options.library
+            else:
+                head, library_code = detect_library(results, setup.policy)
+            send(("start", number, library_code))
+            library = setup.policy.libraries[library_code]
+            batch: list[_Prepared] = []
+            for result in itertools.chain(head, results):
+                batch.append(preparer.prepare_to_send(path, result, library))
+                if len(batch) >= options.batch_size:
+                    send(("batch", number, batch, report.warnings))
+                    batch, report.warnings = [], []
+            send(("batch", number, batch, report.warnings))
+            report.warnings = []
+            send(("end", number))
+        except OSError as error:
+            send(("failed", number, f"{path}: {error.strerror or error}"))
+            return
+        except Exception as error:  # the merging process stops the run with it
+            send(("failed", number, f"{path}: preparing its records failed: {type(error).__name__}: {error}"))
+            return
+
+
+class _Preparers:
+    """The preparing processes of a run: file k of the files to read goes to process k mod n,
+    which sends its files' batches on its own pipe, in its files' order; the merging process
+    takes them file after file. A process that dies ends its pipe, and the run with an error."""
+
+    def __init__(self, setup: _PreparerSetup, files: list[tuple[int, Path]], processes: int):
+        # spawn: the merging process has threads (the store's), which a fork would copy mid-lock.
+        context = multiprocessing.get_context("spawn")
+        count = max(1, min(processes, len(files)))
+        self._process_of = {number: k % count for k, (number, _) in enumerate(files)}
+        self._pipes: list[Connection] = []
+        self._processes: list[multiprocessing.process.BaseProcess] = []
+        try:
+            for n in range(count):
+                reader, writer = context.Pipe(duplex=False)
+                mine = [(number, str(path)) for k, (number, path) in enumerate(files) if k % count == n]
+                process = context.Process(target=_prepare_files, name=f"ingest-prepare-{n}", daemon=True,
+                                          args=(setup, mine, writer))
+                self._pipes.append(reader)
+                self._processes.append(process)
+                process.start()
+                writer.close()  # the child's end is the only one left: its death ends the pipe
+        except BaseException:
+            self.close()
+            raise
+
+    async def next(self, number: int) -> tuple:
+        """The next message about file `number` (its process's next one)."""
+        n = self._process_of[number]
+        message = await asyncio.to_thread(_receive, self._pipes[n])
+        if message is None:
+            process = self._processes[n]
+            await asyncio.to_thread(process.join, 5)
+            raise IngestError(f"the process preparing the records ended unexpectedly (exit code {process.exitcode})")
+        if message[1] != number:
+            raise IngestError(f"the preparing process sent file {message[1]} when file {number} was due")
+        if message[0] == "failed":
+            raise IngestError(message[2])
+        return message
+
+    def close(self) -> None:
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self._processes:
+            process.join()
+        for pipe in self._pipes:
+            pipe.close()
+
+
+def _receive(pipe: Connection) -> tuple | None:
+    """The next message on the pipe; None when its sender is gone (also in the middle of one)."""
+    try:
+        return pipe.recv()
+    except (EOFError, OSError):
+        return None
 
 
 # -- the pipeline -------------------------------------------------------------------------------
@@ -591,6 +749,7 @@ class Pipeline:
         self.session: MergeSession | None = None  # the merge session of the records not yet written
         self.session_size = 0                     # contributions it holds (loaded or placed)
         self.pending: list[_Placed] = []           # input records placed in it, to count when written
+        self.preparers: _Preparers | None = None   # with options.jobs > 1
 
     def new_session(self) -> MergeSession:
         return MergeSession(self.policy.hub, self.policy.match_points, self.analyzer)
@@ -605,11 +764,19 @@ class Pipeline:
         self.quarantine = Quarantine(self.options.quarantine_path)
         self.seen = SeenSources()
         read_files: list[tuple[str, FileSummary]] = []  # (state key, summary) of the files read
+        plan = []  # (number, path, state key, what the state knows of an unchanged file to skip)
+        for number, path in enumerate(files, start=1):
+            key = FileState.key(file_digest(path), self.options, self.salt)
+            known = state.get(key)
+            skip = known is not None and self.options.skip_unchanged_files and not self.options.full
+            plan.append((number, path, key, known if skip else None))
+        to_read = [(number, path) for number, path, _, known in plan if known is None]
+        if self.options.jobs > 1 and to_read:
+            setup = _PreparerSetup(self.table, self.policy, self.options, self.preparer.batch_id, self.salt)
+            self.preparers = _Preparers(setup, to_read, self.options.jobs - 1)
         try:
-            for number, path in enumerate(files, start=1):
-                key = FileState.key(file_digest(path), self.options, self.salt)
-                known = state.get(key)
-                if known is not None and self.options.skip_unchanged_files and not self.options.full:
+            for number, path, key, known in plan:
+                if known is not None:
                     summary = FileSummary(str(path), known["library"], read=known["records"], skipped=True)
                     self.report.files.append(summary)
                     self.report.read += summary.read
@@ -624,6 +791,8 @@ class Pipeline:
             if self.options.full:
                 await self._withdraw_unread(read_files, state)
         finally:
+            if self.preparers is not None:
+                self.preparers.close()
             self.quarantine.close()
             self.seen.close()
         for key, summary in read_files:
@@ -655,6 +824,8 @@ class Pipeline:
             self.progress(self.report)
 
     async def _ingest_file(self, path: Path, number: int) -> FileSummary:
+        if self.preparers is not None:
+            return await self._ingest_prepared_file(path, number)
         try:
             results = read_records(path, format=self.options.format, encoding=self.options.encoding)
             if self.options.library is not None:
@@ -673,6 +844,20 @@ class Pipeline:
             raise IngestError(f"{path}: {error.strerror or error}") from error
         if batch:
             await self._apply(file, batch)
+        return file.summary
+
+    async def _ingest_prepared_file(self, path: Path, number: int) -> FileSummary:
+        """`_ingest_file` with the file read, parsed and extracted by a preparing process."""
+        assert self.preparers is not None
+        _, _, library_code = await self.preparers.next(number)
+        file = _FileRun(path, number, self.policy.libraries[library_code], FileSummary(str(path), library_code))
+        self.report.files.append(file.summary)
+        while (message := await self.preparers.next(number))[0] == "batch":
+            _, _, entries, warnings = message
+            for warning in warnings:
+                self.report.warn(warning)
+            if entries:
+                await self._apply(file, entries)
         return file.summary
 
     async def _load(self, session: MergeSession, entries: list[_Prepared]) -> None:

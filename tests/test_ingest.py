@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import gzip
 import json
+import multiprocessing
 import os
 import pty
 import shutil
@@ -35,9 +36,10 @@ from indexer.embedded import DATABASE_NAME, EmbeddedStore
 from indexer.extract import control_number
 from indexer.indexes import load_index_table
 from indexer.ingest import (
-    REPORT_KEYS, IngestOptions, IngestReport, fallback_source_id, ingest, read_quarantine, unicode_leader)
+    REPORT_KEYS, IngestError, IngestOptions, IngestReport, fallback_source_id, ingest, read_quarantine, unicode_leader)
 from indexer.model import MarcFormat, UnionRecord
 from indexer.policy import BarcodePolicy, IngestPolicy, LibraryPolicy, NumberRange
+from indexer.query import Clause, Relation, SearchRequest
 from indexer.readers import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1096,3 +1098,89 @@ def test_cli_format_encoding_and_library_options_read_an_unlabelled_gb18030_expo
     for fields, original in zip(stored, originals):
         title = next(f["200"] for f in fields if "200" in f)
         assert {"a": original.get_fields("200")[0]["a"]} in title["subfields"]
+
+
+# -- preparing processes (--jobs) ----------------------------------------------------------------------
+
+
+async def ingest_with_jobs(directory: Path, runs: Sequence[Sequence[Path]], table, policy, jobs: int,
+                           **options) -> tuple[IngestReport, list[dict], dict]:
+    """Ingests into a new store, one per list of paths: the last one's report and quarantine
+    entries, and the records stored in the end."""
+    store = EmbeddedStore(directory / "store", table)
+    await store.open()
+    try:
+        for number, paths in enumerate(runs):
+            report = await ingest(paths, store, table, policy, IngestOptions(
+                quarantine_path=directory / f"q{number}.jsonl", batch_id="one-batch", jobs=jobs, **options))
+            assert report.reconciled, report.to_json()
+        records = {r.id: r.to_dict() for r in await all_records(store)}
+        hits = await store.search(SearchRequest(Clause("anywhere", Relation.ANY, "history 小麦 the"), limit=5_000))
+        return report, read_quarantine(report.quarantine), {"records": records, "hits": sorted(hits.ids)}
+    finally:
+        await store.close()
+
+
+def summary_of(report: IngestReport) -> dict:
+    return {**report.to_json(), "quarantine": None, "withdrawn": report.withdrawn,
+            "files": [dataclasses.asdict(f) for f in report.files], "warnings": sorted(report.warnings)}
+
+
+async def test_preparing_in_other_processes_gives_the_same_catalogue_report_and_quarantine(
+        tmp_path, table, any_format_policy, two_exports, policy, loc_records):
+    room, koha = two_exports
+    # A deletion, a control number again with another record, and files the rule set quarantines.
+    withdrawal = library_copy(loc_records[5], f"{READING_ROOM}-00005", [])
+    withdrawal.leader = pymarc.Leader(str(withdrawal.leader)[:5] + "d" + str(withdrawal.leader)[6:])
+    again = library_copy(loc_records[7], f"{READING_ROOM}-00003", [])
+    extra = write_export(tmp_path / "fy-extra.mrc", [withdrawal, again])
+    paths = [room, koha, extra, FIXTURES / "cnmarc" / "sample_cnmarcxml.xml", FIXTURES / "marc21" / "one-marc8.mrc",
+             *sorted((FIXTURES / "malformed").iterdir())]
+    serial = await ingest_with_jobs(tmp_path / "serial", [paths], table, any_format_policy, 1, batch_size=40)
+    # Three processes: two prepare, the files alternating between them, in batches of 40.
+    parallel = await ingest_with_jobs(tmp_path / "parallel", [paths], table, any_format_policy, 3, batch_size=40)
+    assert summary_of(parallel[0]) == summary_of(serial[0])
+    assert serial[0].quarantined > 10 and serial[0].merged >= len(OVERLAP)
+    assert [dict(e, file=Path(e["file"]).name) for e in parallel[1]] == [dict(e, file=Path(e["file"]).name) for e in serial[1]]
+    assert parallel[2] == serial[2] and serial[2]["hits"]
+
+    # A full ingest of one library with preparing processes withdraws the same contributions.
+    smaller = export(tmp_path / "fy-small.mrc", policy, READING_ROOM, READING_ROOM, {n: loc_records[n] for n in range(0, 100)})
+    full = [await ingest_with_jobs(tmp_path / f"full{jobs}", [[room, koha], [smaller]], table, policy, jobs, full=True)
+            for jobs in (1, 2)]
+    assert full[0][0].withdrawn == len(ROOM_HOLDS) - 100
+    assert summary_of(full[1][0]) == summary_of(full[0][0]) and full[1][2] == full[0][2]
+
+
+async def test_a_preparing_process_that_dies_ends_the_run_with_an_error_and_whole_records(
+        tmp_path, table, policy, loc_records):
+    path = distinct_copies(tmp_path / "copies.mrc", loc_records, 3)
+    store = EmbeddedStore(tmp_path / "store", table)
+    await store.open()
+    killed: list[int] = []
+
+    def kill_the_preparer(report: IngestReport) -> None:
+        if report.read >= 150 and not killed:  # three batches in, each written (write-behind 50)
+            for child in multiprocessing.active_children():
+                if child.name.startswith("ingest-prepare") and child.pid is not None:
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+    try:
+        with pytest.raises(IngestError, match=r"the process preparing the records ended unexpectedly \(exit code -9\)"):
+            await ingest([path], store, table, policy, IngestOptions(
+                quarantine_path=tmp_path / "q.jsonl", jobs=2, batch_size=50, write_behind=50), kill_the_preparer)
+        assert killed
+        # What was written before is whole, and searchable (the bulk load ended in the error).
+        stored = await all_records(store)
+        assert 100 < len(stored) < 3 * len(loc_records)
+        everything = await store.search(SearchRequest(Clause("title", Relation.ANY, "copy"), limit=5_000))
+        assert sorted(everything.ids) == sorted(r.id for r in stored)
+    finally:
+        await store.close()
+    assert not [c for c in multiprocessing.active_children() if c.name.startswith("ingest-prepare")]
+
+
+def test_cli_jobs_must_be_at_least_one(tmp_path):
+    result = federation("ingest", "--config", str(NETWORK_FILE), "--data-dir", str(tmp_path), "--jobs", "0", str(LOC))
+    assert result.returncode == 1
+    assert "--jobs must be at least 1" in result.stderr

@@ -59,6 +59,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"records read and looked up together (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--write-behind", type=int, default=DEFAULT_WRITE_BEHIND, metavar="N",
                         help=f"contributions held in memory before they are written (default {DEFAULT_WRITE_BEHIND})")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="processes at work: with N >= 2, N-1 of them read, parse and extract the files "
+                             "while one merges and writes (default 1; 2 uses both cores of a 2-core machine)")
     parser.add_argument("--reread", action="store_true", help="read every file, also those unchanged since the last ingest")
     parser.add_argument("--metrics-textfile", metavar="PATH",
                         help="write the run's Prometheus counters there (node_exporter's textfile collector)")
@@ -136,8 +139,8 @@ async def _run(args: argparse.Namespace) -> int:
     policy = network.to_ingest_policy()
     if args.library is not None and args.library not in policy.libraries:
         raise IngestError(f"--library {args.library}: not a library of {network.id} ({', '.join(policy.libraries)})")
-    if args.batch_size < 1 or args.write_behind < 1:
-        raise IngestError("--batch-size and --write-behind must be at least 1")
+    if args.batch_size < 1 or args.write_behind < 1 or args.jobs < 1:
+        raise IngestError("--batch-size, --write-behind and --jobs must be at least 1")
     encoding = normalize_encoding(args.encoding) if args.encoding else None
     settings = network.store_settings(os.environ, override_kind=args.store, data_dir=args.data_dir)
     data_dir = Path(args.data_dir or settings.path or Path("var") / network.id)
@@ -159,6 +162,7 @@ async def _run(args: argparse.Namespace) -> int:
         state_path=work_dir / state_file_name(settings),
         skip_unchanged_files=not args.reread,
         batch_id=run_id,
+        jobs=args.jobs,
     )
     progress = Progress(sys.stderr, enabled=not args.quiet)
     metrics = Metrics() if args.metrics_textfile else None
