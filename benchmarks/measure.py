@@ -20,6 +20,9 @@ class Measured:
     peak_rss_mb: float      # the largest resident set of the process (or a child it waited for)
     returncode: int
     output: str
+    # The largest sum of the resident sets of the process and its descendants, sampled every
+    # 50 ms: what a command that runs several processes at once holds together.
+    peak_tree_rss_mb: float = 0.0
 
 
 def pinned(command: Sequence[str], cpus: str | None) -> list[str]:
@@ -34,7 +37,7 @@ def pinned(command: Sequence[str], cpus: str | None) -> list[str]:
 # benchmark process of 400 MB would report at least 400 MB. A fresh, small interpreter forks it
 # instead and reports the command's own usage.
 _LAUNCHER = """
-import json, os, sys
+import json, os, sys, time
 command, report = json.loads(sys.argv[1]), sys.argv[2]
 pid = os.fork()
 if pid == 0:
@@ -42,9 +45,37 @@ if pid == 0:
         os.execvp(command[0], command)
     finally:
         os._exit(127)
-_, status, usage = os.wait4(pid, 0)
+
+
+def tree_rss_kib(root):
+    parents, rss = {}, {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+                parents[int(name)] = int(fields[1])
+                rss[int(name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024
+            except (OSError, IndexError, ValueError):
+                pass
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return total
+
+
+peak_tree = 0
+while True:
+    done, status, usage = os.wait4(pid, os.WNOHANG)
+    if done:
+        break
+    peak_tree = max(peak_tree, tree_rss_kib(pid))
+    time.sleep(0.05)
 with open(report, "w") as out:
     json.dump({"cpu_seconds": usage.ru_utime + usage.ru_stime, "maxrss_kib": usage.ru_maxrss,
+               "tree_maxrss_kib": max(peak_tree, usage.ru_maxrss),
                "returncode": os.waitstatus_to_exitcode(status)}, out)
 """
 
@@ -65,7 +96,7 @@ def run_measured(command: Sequence[str], *, cpus: str | None = None, cwd: Path |
             raise RuntimeError(f"{' '.join(command)}: the measuring launcher failed ({launcher_status}):\n{output[-3000:]}")
         usage = json.loads(report.read_text())
     measured = Measured(" ".join(command), seconds, usage["cpu_seconds"], usage["maxrss_kib"] / 1024,
-                        usage["returncode"], output)
+                        usage["returncode"], output, usage["tree_maxrss_kib"] / 1024)
     if measured.returncode != 0:
         raise RuntimeError(f"{measured.command} exited with {measured.returncode}:\n{output[-3000:]}")
     return measured

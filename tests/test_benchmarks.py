@@ -132,3 +132,20 @@ def test_peak_rss_is_the_commands_own_not_its_parents():
     with pytest.raises(RuntimeError, match="exited with 3"):
         run_measured([sys.executable, "-c", "raise SystemExit(3)"])
     del ballast
+
+
+def test_the_tree_peak_adds_up_the_processes_a_command_runs_at_once():
+    """A command whose two processes each hold 150 MB at the same time peaks at about 300 MB
+    together, while the largest single process is about 150 MB."""
+    import sys
+
+    from benchmarks.measure import run_measured
+
+    child = "import time\nx = bytearray(150 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\ntime.sleep(1.5)"
+    parent = (f"import subprocess, sys\nchild = subprocess.Popen([sys.executable, '-c', {child!r}])\n{child}\n"
+              "assert child.wait() == 0")
+    both = run_measured([sys.executable, "-c", parent])
+    assert 150 <= both.peak_rss_mb < 220, both
+    assert 300 <= both.peak_tree_rss_mb < 400, both
+    alone = run_measured([sys.executable, "-c", child])
+    assert 150 <= alone.peak_tree_rss_mb < 220, alone
