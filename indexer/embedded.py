@@ -1222,17 +1222,23 @@ class EmbeddedStore(Store):
         to the end of the block: a record rewritten as each library's contribution arrives is
         then indexed once, the rows of many records at once. Until then, searches find the
         records as they were before (new ones not at all); `get` and the lookups see them now.
-        The list of records waiting is in the database (`unindexed`): what a killed load leaves
-        is indexed at the end of the next bulk load."""
+        The list of records waiting is in the database (`unindexed`): what a killed or
+        interrupted load leaves is indexed at the end of the next bulk load."""
         if self._deferred:  # nested: the outer block indexes
             yield
             return
         self._deferred = True
         try:
             yield
-        finally:
+        except Exception:
             self._deferred = False
-            await self._index_unindexed()
+            await self._index_unindexed()  # what was written before the error is searched too
+            raise
+        except BaseException:
+            self._deferred = False  # interrupted (Ctrl-C, cancelled): the next bulk load indexes it
+            raise
+        self._deferred = False
+        await self._index_unindexed()
 
     async def upsert(self, records: Sequence[UnionRecord]) -> BulkResult:
         deferred = self._deferred

@@ -37,8 +37,8 @@ came in; until then searches find them as they were before the run.
 
 With `options.jobs` = N >= 2, N - 1 other processes read, parse and extract the files (each
 its own files, in turn, a few batches ahead) while this one merges and writes; the catalogue,
-the report and the quarantine are the same as with one. They are started with `spawn`, so a
-program calling `ingest` with jobs must guard its entry point (`if __name__ == "__main__":`).
+the report and the quarantine are the same as with one. They are new interpreters,
+given their work on stdin.
 
 Memory stays flat: records are read and looked up in batches of `options.batch_size`; one
 merge session holds up to about `options.write_behind` contributions before its changes are
@@ -64,10 +64,13 @@ import datetime
 import hashlib
 import itertools
 import json
-import multiprocessing
 import os
+import pickle
 import queue
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
@@ -598,6 +601,9 @@ def _prepare_files(setup: _PreparerSetup, files: list[tuple[int, str]], connecti
     library code)`, `("batch", number, entries, warnings)`..., `("end", number)`; or
     `("failed", number, message)`, after which it stops. At most `_MESSAGES_AHEAD` messages
     wait to be sent: memory stays bounded."""
+    # Ctrl-C on a terminal reaches the whole process group: the merging process handles it
+    # (and stops this one), so that it is not reported once per process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     outbox: queue.Queue[tuple | None] = queue.Queue(_MESSAGES_AHEAD)
     sender = threading.Thread(target=_send_all, args=(outbox, connection), name="ingest-prepare-send")
     sender.start()
@@ -652,25 +658,34 @@ def _prepare_into(setup: _PreparerSetup, files: list[tuple[int, str]], send: Cal
 class _Preparers:
     """The preparing processes of a run: file k of the files to read goes to process k mod n,
     which sends its files' batches on its own pipe, in its files' order; the merging process
-    takes them file after file. A process that dies ends its pipe, and the run with an error."""
+    takes them file after file. A process that dies ends its pipe, and the run with an error.
+
+    Each is a new interpreter (`_PREPARER_COMMAND --prepare FD`) given its work on stdin: not a fork (the merging process has the store's threads, which a fork would copy
+    mid-lock), and not multiprocessing's spawn, which re-imports the caller's main module and
+    leaves a resource-tracker process behind."""
 
     def __init__(self, setup: _PreparerSetup, files: list[tuple[int, Path]], processes: int):
-        # spawn: the merging process has threads (the store's), which a fork would copy mid-lock.
-        context = multiprocessing.get_context("spawn")
         count = max(1, min(processes, len(files)))
         self._process_of = {number: k % count for k, (number, _) in enumerate(files)}
         self._pipes: list[Connection] = []
-        self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
+        # The package as this process imports it, wherever it is installed or checked out.
+        root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         try:
             for n in range(count):
-                reader, writer = context.Pipe(duplex=False)
-                mine = [(number, str(path)) for k, (number, path) in enumerate(files) if k % count == n]
-                process = context.Process(target=_prepare_files, name=f"ingest-prepare-{n}", daemon=True,
-                                          args=(setup, mine, writer))
-                self._pipes.append(reader)
+                reader, writer = os.pipe()
+                self._pipes.append(Connection(reader, writable=False))
+                try:
+                    process = subprocess.Popen([sys.executable, "-c", _PREPARER_COMMAND, "--prepare", str(writer)],
+                                               stdin=subprocess.PIPE, pass_fds=(writer,), env=env)
+                finally:
+                    os.close(writer)  # the child's end is the only one left: its death ends the pipe
                 self._processes.append(process)
-                process.start()
-                writer.close()  # the child's end is the only one left: its death ends the pipe
+                mine = [(number, str(path)) for k, (number, path) in enumerate(files) if k % count == n]
+                assert process.stdin is not None
+                with process.stdin:
+                    process.stdin.write(pickle.dumps((setup, mine)))
         except BaseException:
             self.close()
             raise
@@ -681,8 +696,11 @@ class _Preparers:
         message = await asyncio.to_thread(_receive, self._pipes[n])
         if message is None:
             process = self._processes[n]
-            await asyncio.to_thread(process.join, 5)
-            raise IngestError(f"the process preparing the records ended unexpectedly (exit code {process.exitcode})")
+            try:
+                code = await asyncio.to_thread(process.wait, 5)
+            except subprocess.TimeoutExpired:
+                code = None
+            raise IngestError(f"the process preparing the records ended unexpectedly (exit code {code})")
         if message[1] != number:
             raise IngestError(f"the preparing process sent file {message[1]} when file {number} was due")
         if message[0] == "failed":
@@ -691,12 +709,26 @@ class _Preparers:
 
     def close(self) -> None:
         for process in self._processes:
-            if process.is_alive():
+            if process.poll() is None:
                 process.terminate()
         for process in self._processes:
-            process.join()
+            process.wait()
         for pipe in self._pipes:
             pipe.close()
+
+
+# Not `-m indexer.ingest`: the classes it sends back must be this module's, not `__main__`'s.
+_PREPARER_COMMAND = "import sys; from indexer.ingest import _preparer_main; sys.exit(_preparer_main(sys.argv[1:]))"
+
+
+def _preparer_main(argv: Sequence[str]) -> int:
+    """A preparing process (see `_Preparers`): `--prepare FD`, its work on stdin."""
+    if len(argv) != 2 or argv[0] != "--prepare":
+        print("usage: python -c _PREPARER_COMMAND --prepare FD  (started by the ingest, its work on stdin)", file=sys.stderr)
+        return 2
+    setup, files = pickle.load(sys.stdin.buffer)
+    _prepare_files(setup, files, Connection(int(argv[1]), readable=False))
+    return 0
 
 
 def _receive(pipe: Connection) -> tuple | None:

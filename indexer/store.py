@@ -125,7 +125,8 @@ class Store(abc.ABC):
         readable by id and through the write path's lookups at once, but a store may leave it out
         of search until the block ends, when it is indexed at once instead of record by record.
         The block ends with everything written visible to search, also when it ends in an
-        error. By default nothing changes."""
+        error (an interruption, KeyboardInterrupt or cancellation, may leave that to the next
+        bulk load). By default nothing changes."""
         yield
 
     # -- read path ----------------------------------------------------------------------

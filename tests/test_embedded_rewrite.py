@@ -188,3 +188,23 @@ async def test_a_stored_record_that_cannot_be_indexed_is_named_and_the_others_ar
         assert unindexed(tmp_path) == 1  # it waits: the next bulk load tries again
     finally:
         await store.close()
+
+
+async def test_an_interrupted_bulk_load_leaves_its_indexing_to_the_next(tmp_path: Path) -> None:
+    records = [r for r in small_corpus() if r.items][:20]
+    store = await load(tmp_path)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            async with store.bulk_load():
+                await store.upsert(records)
+                raise KeyboardInterrupt  # Ctrl-C: stop now, not after indexing
+        assert unindexed(tmp_path) == len(records)
+        assert len([r for r in await store.get([r.id for r in records]) if r is not None]) == len(records)
+        query = Clause("title", Relation.PHRASE, "图书馆")
+        assert (await store.search(SearchRequest(query, limit=5_000))).total == 0
+        async with store.bulk_load():
+            pass
+        assert unindexed(tmp_path) == 0
+        assert sorted((await store.search(SearchRequest(query, limit=5_000))).ids) == sorted(Reference(TABLE, records).matches(query))
+    finally:
+        await store.close()

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import gzip
 import json
-import multiprocessing
 import os
 import pty
 import shutil
@@ -1152,6 +1151,12 @@ async def test_preparing_in_other_processes_gives_the_same_catalogue_report_and_
     assert summary_of(full[1][0]) == summary_of(full[0][0]) and full[1][2] == full[0][2]
 
 
+def preparing_processes() -> list[int]:
+    """This process's children that prepare records for an ingest."""
+    found = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "_preparer_main"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
 async def test_a_preparing_process_that_dies_ends_the_run_with_an_error_and_whole_records(
         tmp_path, table, policy, loc_records):
     path = distinct_copies(tmp_path / "copies.mrc", loc_records, 3)
@@ -1161,10 +1166,9 @@ async def test_a_preparing_process_that_dies_ends_the_run_with_an_error_and_whol
 
     def kill_the_preparer(report: IngestReport) -> None:
         if report.read >= 150 and not killed:  # three batches in, each written (write-behind 50)
-            for child in multiprocessing.active_children():
-                if child.name.startswith("ingest-prepare") and child.pid is not None:
-                    os.kill(child.pid, signal.SIGKILL)
-                    killed.append(child.pid)
+            killed.extend(preparing_processes())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
     try:
         with pytest.raises(IngestError, match=r"the process preparing the records ended unexpectedly \(exit code -9\)"):
             await ingest([path], store, table, policy, IngestOptions(
@@ -1177,10 +1181,33 @@ async def test_a_preparing_process_that_dies_ends_the_run_with_an_error_and_whol
         assert sorted(everything.ids) == sorted(r.id for r in stored)
     finally:
         await store.close()
-    assert not [c for c in multiprocessing.active_children() if c.name.startswith("ingest-prepare")]
+    assert preparing_processes() == []
 
 
 def test_cli_jobs_must_be_at_least_one(tmp_path):
     result = federation("ingest", "--config", str(NETWORK_FILE), "--data-dir", str(tmp_path), "--jobs", "0", str(LOC))
     assert result.returncode == 1
     assert "--jobs must be at least 1" in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_ctrl_c_with_jobs_stops_every_process_and_a_rerun_completes(tmp_path, loc_records):
+    path = distinct_copies(tmp_path / "copies.mrc", loc_records, 8)
+    data = tmp_path / "data"
+    command = [str(FEDERATION), "ingest", "--config", str(NETWORK_FILE), "--data-dir", str(data), "--jobs", "2",
+               "--batch-size", "50", "--write-behind", "50", str(path)]
+    # A session of its own: Ctrl-C on a terminal signals the whole process group.
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 60
+    while records_in(data / DATABASE_NAME) < 200 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    leftover = subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", leftover.stdout  # no preparing process left behind
+    rerun = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"read {8 * len(loc_records)} = " in rerun.stdout and "reconciled" in rerun.stdout
