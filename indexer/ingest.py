@@ -660,9 +660,10 @@ class _Preparers:
     which sends its files' batches on its own pipe, in its files' order; the merging process
     takes them file after file. A process that dies ends its pipe, and the run with an error.
 
-    Each is a new interpreter (`_PREPARER_COMMAND --prepare FD`) given its work on stdin: not a fork (the merging process has the store's threads, which a fork would copy
-    mid-lock), and not multiprocessing's spawn, which re-imports the caller's main module and
-    leaves a resource-tracker process behind."""
+    Each is a new interpreter (`_PREPARER_COMMAND --prepare FD`) given its work on stdin: not
+    a fork (the merging process has the store's threads, which a fork would copy mid-lock), and
+    not multiprocessing's spawn, which re-imports the caller's main module and leaves a
+    resource-tracker process behind."""
 
     def __init__(self, setup: _PreparerSetup, files: list[tuple[int, Path]], processes: int):
         count = max(1, min(processes, len(files)))
