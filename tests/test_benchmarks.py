@@ -149,3 +149,22 @@ def test_the_tree_peak_adds_up_the_processes_a_command_runs_at_once():
     assert 300 <= both.peak_tree_rss_mb < 400, both
     alone = run_measured([sys.executable, "-c", child])
     assert 150 <= alone.peak_tree_rss_mb < 220, alone
+
+
+def test_the_ingest_profile_times_both_phases_of_an_ingest_with_preparing_processes(tmp_path, capsys):
+    import re
+
+    from benchmarks import ingest_profile
+
+    directory = tmp_path / str(RECORDS)
+    demo_files(marc21_network(directory), directory / "data", RECORDS)
+    assert ingest_profile.main(["--workdir", str(tmp_path), "--records", str(RECORDS), "--jobs", "2",
+                                "--scratch", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    summary = re.search(r"([\d,]+) records -> ([\d,]+) union records, --jobs 2", out)
+    assert summary is not None, out
+    assert int(summary.group(1).replace(",", "")) == RECORDS
+    assert 0 < int(summary.group(2).replace(",", "")) < RECORDS  # the demo data's copies merge
+    for phase in ("merge and write", "index at the end", "preparing processes", "whole run"):
+        assert re.search(rf"^{phase} .* s CPU", out, re.MULTILINE), (phase, out)
+    assert [p for p in tmp_path.iterdir() if p.name.startswith("ingest-profile-")] == []  # its store is gone

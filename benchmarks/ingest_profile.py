@@ -1,0 +1,111 @@
+"""Where an ingest's time goes: the benchmark's files ingested in-process, phase by phase.
+
+    python -m benchmarks.ingest_profile --records 100000 [--jobs 2] [--profile] [--top 30]
+
+Ingests the data `benchmarks.run` made (`<workdir>/<records>/data`) into a new embedded store
+in a temporary directory and prints, for the merge (reading, merging, writing payloads) and
+for the indexing at the end of the bulk load, the wall time and the CPU time of this process
+(every thread), and the CPU time of the preparing processes (`--jobs`). `--profile` runs the
+merge under cProfile (the event loop's thread only: the store's writer thread shows as the wait
+for its future). Run it on a quiet machine; `benchmarks.run` is what the document's rates come
+from.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.data import marc21_network
+from federation.rules import load_network
+from federation.stores import open_store
+from indexer.indexes import load_index_table
+from indexer.ingest import IngestOptions, Pipeline
+
+
+@dataclass
+class Phase:
+    name: str
+    wall: float
+    cpu: float
+
+    def line(self, records: int) -> str:
+        return f"{self.name:<26} {self.wall:8.1f} s wall {self.cpu:8.1f} s CPU  {self.cpu / records * 1e6:7.0f} µs CPU/record"
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def profile(args: argparse.Namespace) -> str:
+    workdir = (args.workdir / str(args.records)).resolve()
+    files = sorted((workdir / "data").glob("*.mrc"))
+    if not files:
+        raise SystemExit(f"no data under {workdir / 'data'}: run `python -m benchmarks.run --records {args.records} "
+                         "--only ingest` first")
+    network = load_network(marc21_network(workdir))
+    table = load_index_table()
+    scratch = Path(tempfile.mkdtemp(prefix="ingest-profile-", dir=args.scratch))
+    profiler = cProfile.Profile() if args.profile else None
+    try:
+        store = await open_store(network.store_settings({}, data_dir=str(scratch / "store")), table)
+        options = IngestOptions(quarantine_path=scratch / "quarantine.jsonl", jobs=args.jobs)
+        pipeline = Pipeline(store, table, network.to_ingest_policy(), options)
+        try:
+            children_before = _children_cpu()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            async with store.bulk_load():
+                if profiler is not None:
+                    profiler.enable()
+                report = await pipeline.run(files)
+                if profiler is not None:
+                    profiler.disable()
+                merged, cpu_merged = time.perf_counter(), time.process_time()
+            ended, cpu_ended = time.perf_counter(), time.process_time()
+            preparing = _children_cpu() - children_before
+        finally:
+            await store.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    phases = [Phase("merge and write", merged - started, cpu_merged - cpu_started),
+              Phase("index at the end", ended - merged, cpu_ended - cpu_merged)]
+    out = io.StringIO()
+    print(f"{report.read:,} records -> {report.added:,} union records, --jobs {args.jobs}", file=out)
+    for phase in phases:
+        print(phase.line(report.read), file=out)
+    if args.jobs > 1:
+        print(f"{'preparing processes':<26} {'':>8}        {preparing:8.1f} s CPU  "
+              f"{preparing / report.read * 1e6:7.0f} µs CPU/record", file=out)
+    total = Phase("whole run", ended - started, cpu_ended - cpu_started + preparing)
+    print(total.line(report.read) + f"  ({report.read / total.wall:,.0f} records/s)", file=out)
+    if profiler is not None:
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("tottime").print_stats(args.top)
+        stats.sort_stats("cumulative").print_stats(args.top)
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ingest_profile", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--workdir", type=Path, default=Path("var/bench"))
+    parser.add_argument("--scratch", type=Path, help="where the temporary store goes (default: the system's)")
+    parser.add_argument("--jobs", type=int, default=1, help="as `federation ingest --jobs`")
+    parser.add_argument("--profile", action="store_true", help="the merge under cProfile")
+    parser.add_argument("--top", type=int, default=30)
+    print(asyncio.run(profile(parser.parse_args(argv))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
