@@ -1151,10 +1151,24 @@ async def test_preparing_in_other_processes_gives_the_same_catalogue_report_and_
     assert summary_of(full[1][0]) == summary_of(full[0][0]) and full[1][2] == full[0][2]
 
 
+def processes() -> dict[int, tuple[int, int, str]]:
+    """Every process: pid -> (parent pid, session id, command line), from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, IndexError):
+                continue  # ended meanwhile
+            found[int(entry.name)] = (int(fields[1]), int(fields[3]), command)
+    return found
+
+
 def preparing_processes() -> list[int]:
     """This process's children that prepare records for an ingest."""
-    found = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "_preparer_main"], capture_output=True, text=True)
-    return [int(pid) for pid in found.stdout.split()]
+    return [pid for pid, (parent, _, command) in processes().items()
+            if parent == os.getpid() and "_preparer_main" in command]
 
 
 async def test_a_preparing_process_that_dies_ends_the_run_with_an_error_and_whole_records(
@@ -1206,8 +1220,8 @@ def test_cli_ctrl_c_with_jobs_stops_every_process_and_a_rerun_completes(tmp_path
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-    leftover = subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True)
-    assert leftover.stdout.strip() == "", leftover.stdout  # no preparing process left behind
+    leftover = {pid: command for pid, (_, session, command) in processes().items() if session == process.pid}
+    assert leftover == {}  # no preparing process left behind
     rerun = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"read {8 * len(loc_records)} = " in rerun.stdout and "reconciled" in rerun.stdout
