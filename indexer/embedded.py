@@ -1615,7 +1615,9 @@ class EmbeddedStore(Store):
                     )
                 }
 
-            return StoreStats(records=records, items=items, by_library=by("library"), by_tier=by("tier"))
+            unindexed = connection.execute("SELECT COUNT(*) FROM unindexed").fetchone()[0]
+            return StoreStats(records=records, items=items, by_library=by("library"), by_tier=by("tier"),
+                              unindexed=unindexed)
 
         return await self._read(work)
 

@@ -56,6 +56,9 @@ class StoreStats:
     by_library: dict[str, dict[str, int]] = field(default_factory=dict)
     # tier -> {"records": n, "items": n}
     by_tier: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Records a bulk load stopped before its end wrote but did not index: readable by id, not
+    # found by searches until the next bulk load ends (`bulk_load`).
+    unindexed: int = 0
 
 
 @dataclass(frozen=True)

@@ -1222,6 +1222,14 @@ def test_cli_ctrl_c_with_jobs_stops_every_process_and_a_rerun_completes(tmp_path
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     leftover = {pid: command for pid, (_, session, command) in processes().items() if session == process.pid}
     assert leftover == {}  # no preparing process left behind
+    # What it wrote is stored, not yet searchable: `stats` says so, `rebuild-index` indexes it.
+    config = ["--config", str(NETWORK_FILE), "--data-dir", str(data)]
+    stats = json.loads(federation("stats", *config, "--json").stdout)
+    assert 200 <= stats["unindexed"] <= stats["totals"]["records"], stats
+    assert f"{stats['unindexed']} of the records were written by an ingest that stopped" in federation("stats", *config).stdout
+    rebuilt = federation("rebuild-index", *config)
+    assert rebuilt.returncode == 0 and f"{stats['unindexed']} records an ingest stopped" in rebuilt.stdout, rebuilt
+    assert json.loads(federation("stats", *config, "--json").stdout)["unindexed"] == 0
     rerun = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"read {8 * len(loc_records)} = " in rerun.stdout and "reconciled" in rerun.stdout

@@ -6,7 +6,8 @@
 Elasticsearch / OpenSearch: every live record is re-indexed into a new concrete index, which then
 replaces the old one behind the alias in one atomic swap (docs/elasticsearch.md); searches and
 writes go on meanwhile. The embedded store re-indexes by itself when it is opened after the index
-table changed, so for it the command only opens the store and reports.
+table changed, so for it the command opens the store, indexes the records an ingest stopped
+before its end left unindexed (if any), and reports.
 """
 from __future__ import annotations
 
@@ -58,6 +59,11 @@ async def _rebuild(store: Store, keep_old: bool) -> int:
     try:
         await store.open()
         if not isinstance(store, ElasticsearchStore):
+            waiting = (await store.stats()).unindexed
+            if waiting:
+                async with store.bulk_load():  # its end indexes what a stopped ingest left
+                    pass
+                print(f"embedded store: {waiting} records an ingest stopped before its end had left unindexed, indexed")
             stats = await store.stats()
             print(f"embedded store: {stats.records} records indexed with the current index table "
                   "(it re-indexes by itself when the table changes)")

@@ -1,6 +1,7 @@
 """`federation stats --config FILE [--data-dir DIR] [--json]`: records and items per library and
 tier and the network's totals, the figures a network's annual report lists. A record counts for a
-library (or tier) when it holds an item there; the totals count each union record once."""
+library (or tier) when it holds an item there; the totals count each union record once. Also how
+many records an ingest stopped before its end left unsearchable (`unindexed`), if any."""
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,10 @@ async def _collect(args: argparse.Namespace) -> dict[str, Any]:
             raise StoreError(f"no catalogue at {database} (load one with `federation ingest`)")
     store = await open_store(settings, load_index_table())
     try:
-        return catalogue_stats(network, await store.stats())
+        stats = await store.stats()
     finally:
         await store.close()
+    return {**catalogue_stats(network, stats), "unindexed": stats.unindexed}
 
 
 def render(figures: dict[str, Any]) -> str:
@@ -59,6 +61,9 @@ def render(figures: dict[str, Any]) -> str:
     names = figures["names"]
     lines = [f"{names['zh']} ({names['en'] or figures['network']}): {totals['records']} records, "
              f"{totals['items']} items, {totals['libraries']} libraries", ""]
+    if figures.get("unindexed"):
+        lines[-1:] = [f"{figures['unindexed']} of the records were written by an ingest that stopped before its end and "
+                      "are not found by searches yet: the next ingest or `federation rebuild-index` indexes them", ""]
     lines.append(f"{'tier':<16}{'libraries':>10}{'records':>10}{'items':>10}")
     for tier in figures["by_tier"]:
         lines.append(f"{tier['tier']:<16}{tier['libraries']:>10}{tier['records']:>10}{tier['items']:>10}  {tier['title_zh']}")
