@@ -1,14 +1,17 @@
 """Where an ingest's time goes: the benchmark's files ingested in-process, phase by phase.
 
     python -m benchmarks.ingest_profile --records 100000 [--jobs 2] [--profile] [--top 30]
+    python -m benchmarks.ingest_profile --records 100000 --stages
 
 Ingests the data `benchmarks.run` made (`<workdir>/<records>/data`) into a new embedded store
 in a temporary directory and prints, for the merge (reading, merging, writing payloads) and
 for the indexing at the end of the bulk load, the wall time and the CPU time of this process
 (every thread), and the CPU time of the preparing processes (`--jobs`). `--profile` runs the
 merge under cProfile (the event loop's thread only: the store's writer thread shows as the wait
-for its future). Run it on a quiet machine; `benchmarks.run` is what the document's rates come
-from.
+for its future). `--stages` instead times, without a store, what a preparing process does:
+reading and parsing the files alone, then with everything it sends (holdings, fingerprint,
+extraction, match keys), pickling aside. Run it on a quiet machine; `benchmarks.run` is what the
+document's rates come from.
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ from benchmarks.data import marc21_network
 from federation.rules import load_network
 from federation.stores import open_store
 from indexer.indexes import load_index_table
-from indexer.ingest import IngestOptions, Pipeline
+from indexer.ingest import IngestOptions, Pipeline, _prepare_into, _PreparerSetup, extraction_salt
+from indexer.readers import read_records
 
 
 @dataclass
@@ -47,6 +51,22 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def stages(files: list[Path], setup: _PreparerSetup) -> str:
+    """What a preparing process spends, stage by stage, in this process."""
+    out = io.StringIO()
+    started = time.process_time()
+    records = sum(1 for path in files for _ in read_records(path))
+    parsed = time.process_time()
+    sent: list[int] = []
+    _prepare_into(setup, [(n, str(path)) for n, path in enumerate(files, start=1)],
+                  lambda message: sent.append(len(message[2]) if message[0] == "batch" else 0))
+    prepared = time.process_time()
+    assert sum(sent) == records
+    for name, seconds in (("reading and parsing", parsed - started), ("preparing (all it sends)", prepared - parsed)):
+        print(Phase(name, 0.0, seconds).line(records).replace("     0.0 s wall", "           "), file=out)
+    return f"{records:,} records\n" + out.getvalue()
+
+
 async def profile(args: argparse.Namespace) -> str:
     workdir = (args.workdir / str(args.records)).resolve()
     files = sorted((workdir / "data").glob("*.mrc"))
@@ -55,6 +75,10 @@ async def profile(args: argparse.Namespace) -> str:
                          "--only ingest` first")
     network = load_network(marc21_network(workdir))
     table = load_index_table()
+    if args.stages:
+        policy = network.to_ingest_policy()
+        options = IngestOptions(quarantine_path=Path("unused"))
+        return stages(files, _PreparerSetup(table, policy, options, "stages", extraction_salt(table, policy)))
     scratch = Path(tempfile.mkdtemp(prefix="ingest-profile-", dir=args.scratch))
     profiler = cProfile.Profile() if args.profile else None
     try:
@@ -102,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scratch", type=Path, help="where the temporary store goes (default: the system's)")
     parser.add_argument("--jobs", type=int, default=1, help="as `federation ingest --jobs`")
     parser.add_argument("--profile", action="store_true", help="the merge under cProfile")
+    parser.add_argument("--stages", action="store_true",
+                        help="only what a preparing process does, stage by stage, without a store")
     parser.add_argument("--top", type=int, default=30)
     print(asyncio.run(profile(parser.parse_args(argv))))
     return 0

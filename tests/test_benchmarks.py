@@ -168,3 +168,8 @@ def test_the_ingest_profile_times_both_phases_of_an_ingest_with_preparing_proces
     for phase in ("merge and write", "index at the end", "preparing processes", "whole run"):
         assert re.search(rf"^{phase} .* s CPU", out, re.MULTILINE), (phase, out)
     assert [p for p in tmp_path.iterdir() if p.name.startswith("ingest-profile-")] == []  # its store is gone
+    assert ingest_profile.main(["--workdir", str(tmp_path), "--records", str(RECORDS), "--stages"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{RECORDS:,} records\n"), out
+    for stage in ("reading and parsing", "preparing (all it sends)"):
+        assert re.search(rf"^{re.escape(stage)} .* s CPU .* µs CPU/record$", out, re.MULTILINE), (stage, out)
