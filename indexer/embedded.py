@@ -85,7 +85,7 @@ from indexer.query import (
     SearchResult,
     SortKey,
 )
-from indexer.store import BulkResult, CacheCounts, QueryNotSupported, Store, StoreError, StoreStats
+from indexer.store import BulkResult, CacheCounts, IndexingProgress, QueryNotSupported, Store, StoreError, StoreStats
 from indexer.values import INT64_MAX, INT64_MIN, facet_value, item_value, numeric_value, ordered_facet, record_values
 
 SCHEMA_VERSION = 2
@@ -1209,21 +1209,25 @@ class EmbeddedStore(Store):
             connection.execute("DELETE FROM unindexed WHERE rid NOT IN (SELECT rid FROM records)")
         return last
 
-    async def _index_unindexed(self) -> None:
+    async def _index_unindexed(self, indexed: IndexingProgress | None = None) -> None:
         """Index every record written deferred (also those a killed bulk load left), a chunk
         per transaction: a search sees each chunk as it is committed."""
         failures: dict[str, str] = {}
+        total = await self._read(lambda connection: connection.execute("SELECT COUNT(*) FROM unindexed").fetchone()[0])
         last: int | None = 0
         while last is not None:
             after = last
             last = await self._write(lambda connection: self._index_some_unindexed(connection, after, failures))
+            if indexed is not None and total:
+                left = await self._read(lambda connection: connection.execute("SELECT COUNT(*) FROM unindexed").fetchone()[0])
+                indexed(max(total - left, 0), total)
         if failures:
             named = "; ".join(f"{record_id}: {reason}" for record_id, reason in itertools.islice(failures.items(), 5))
             raise StoreError(f"{self.path}: {len(failures)} stored record(s) could not be indexed, "
                              f"so searches do not find them ({named})")
 
     @contextlib.asynccontextmanager
-    async def bulk_load(self) -> AsyncIterator[None]:
+    async def bulk_load(self, indexed: IndexingProgress | None = None) -> AsyncIterator[None]:
         """Upserts write each record's payload, items and lookup rows and leave its index rows
         to the end of the block: a record rewritten as each library's contribution arrives is
         then indexed once, the rows of many records at once. Until then, searches find the
@@ -1238,13 +1242,13 @@ class EmbeddedStore(Store):
             yield
         except Exception:
             self._deferred = False
-            await self._index_unindexed()  # what was written before the error is searched too
+            await self._index_unindexed(indexed)  # what was written before the error is searched too
             raise
         except BaseException:
             self._deferred = False  # interrupted (Ctrl-C, cancelled): the next bulk load indexes it
             raise
         self._deferred = False
-        await self._index_unindexed()
+        await self._index_unindexed(indexed)
 
     async def upsert(self, records: Sequence[UnionRecord]) -> BulkResult:
         deferred = self._deferred

@@ -85,7 +85,7 @@ from indexer.indexes import IndexTable
 from indexer.model import Contribution, MarcFormat, UnionRecord
 from indexer.policy import IngestPolicy, LibraryPolicy
 from indexer.readers import ReadResult, read_records
-from indexer.store import Store
+from indexer.store import IndexingProgress, Store
 from indexer.union import Analysis, IdLookupNeeded, Incoming, MergeSession, Outcome, fingerprint
 
 REPORT_KEYS = ("read", "added", "merged", "updated", "unchanged", "quarantined")
@@ -1098,9 +1098,11 @@ async def ingest(
     policy: IngestPolicy,
     options: IngestOptions,
     progress: ProgressCallback | None = None,
+    indexing: IndexingProgress | None = None,
 ) -> IngestReport:
-    """Read the files into the store; see the module docstring."""
-    async with store.bulk_load():
+    """Read the files into the store; see the module docstring. `indexing(done, total)` follows
+    the indexing at the end of the run (`Store.bulk_load`)."""
+    async with store.bulk_load(indexing):
         return await Pipeline(store, table, policy, options, progress).run(paths)
 
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 import abc
 import contextlib
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Callable, Sequence
 
 from indexer.model import ItemStatusUpdate, ItemUpdateOutcome, UnionRecord
 from indexer.query import ScanRequest, ScanTerm, SearchRequest, SearchResult
+
+
+# (records indexed so far, records to index) as a bulk load's end indexes what it wrote.
+IndexingProgress = Callable[[int, int], None]
 
 
 class StoreError(Exception):
@@ -123,13 +127,13 @@ class Store(abc.ABC):
         Inside `bulk_load()`: visible to the write path's lookups (`find_by_*`), at least."""
 
     @contextlib.asynccontextmanager
-    async def bulk_load(self) -> AsyncIterator[None]:
+    async def bulk_load(self, indexed: IndexingProgress | None = None) -> AsyncIterator[None]:
         """A block of many upserts (an ingest). Inside it, what `upsert` writes is durable and
         readable by id and through the write path's lookups at once, but a store may leave it out
-        of search until the block ends, when it is indexed at once instead of record by record.
-        The block ends with everything written visible to search, also when it ends in an
-        error (an interruption, KeyboardInterrupt or cancellation, may leave that to the next
-        bulk load). By default nothing changes."""
+        of search until the block ends, when it is indexed at once instead of record by record
+        (`indexed(done, total)` is told as that goes on). The block ends with everything written
+        visible to search, also when it ends in an error (an interruption, KeyboardInterrupt or
+        cancellation, may leave that to the next bulk load). By default nothing changes."""
         yield
 
     # -- read path ----------------------------------------------------------------------

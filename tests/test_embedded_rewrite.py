@@ -122,8 +122,9 @@ async def test_a_bulk_load_indexes_its_records_once_at_its_end(tmp_path: Path) -
     gone, kept = final[-3:], final[:-3]     # the last three are deleted in the load
     store = await load(tmp_path / "bulk", before)
     fresh = await load(tmp_path / "fresh", kept)
+    told: list[tuple[int, int]] = []
     try:
-        async with store.bulk_load():
+        async with store.bulk_load(indexed=lambda done, total: told.append((done, total))):
             for batch in ([first_contribution_only(r) for r in records], [reshuffled(r) for r in records], final):
                 result = await store.upsert(batch)
                 assert result.succeeded == len(batch) and not result.failed
@@ -143,6 +144,7 @@ async def test_a_bulk_load_indexes_its_records_once_at_its_end(tmp_path: Path) -
             assert await store.find_by_barcode([new.items[0].barcode]) == {new.items[0].barcode: new.id}
             assert unindexed(tmp_path / "bulk") == len(kept)
         assert unindexed(tmp_path / "bulk") == 0
+        assert told and told[-1] == (len(kept), len(kept)) and told == sorted(told)
         assert rows(tmp_path / "bulk") == rows(tmp_path / "fresh")
         reference = Reference(TABLE, kept)
         for query in TITLE_QUERIES:

@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import pty
+import re
 import shutil
 import signal
 import sqlite3
@@ -924,6 +925,8 @@ def test_cli_shows_progress_on_a_terminal_only(tmp_path):
         os.close(controller)
     assert process.returncode == 0
     assert b"386 records" in shown and b"records/s" in shown
+    # Then the indexing at the end of the run, to its last record.
+    assert re.search(rb"indexing for search: (\d+) of \1 union records", shown), shown
     assert b"records/s," not in out  # the summary on stdout (a pipe) has no progress lines
     assert "read 386 = added" in out.decode()
 

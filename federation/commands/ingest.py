@@ -4,7 +4,8 @@ Reads ISO 2709, MARCXML and MARC-in-JSON files (directories are walked), merges 
 network's store and ends with the reconciliation `read = added + merged + updated + unchanged
 + quarantined`. Malformed records go to the quarantine file (JSON lines: raw bytes, reason,
 position); the JSON report (`--report`, by default beside the quarantine file) holds the counts
-and the quarantine file's path. Progress (records/s) is shown on a terminal.
+and the quarantine file's path. Progress (records/s, then the indexing for search at the end of
+the run) is shown on a terminal.
 
 Files go to `<data dir>/ingest/`: `<run>.quarantine.jsonl`, `<run>.report.json`, and
 `state.json` (`state-elasticsearch-<hash>.json` for an Elasticsearch store), the fingerprints
@@ -84,6 +85,15 @@ class Progress:
         self._last = now
         elapsed = max(now - self.started, 1e-6)
         self.stream.write(f"\r{report.read} records, {report.read / elapsed:.0f} records/s, {report.quarantined} quarantined ")
+        self.stream.flush()
+
+    def indexing(self, done: int, total: int) -> None:
+        """The indexing at the end of the run: it takes a while at a million records."""
+        now = time.monotonic()
+        if not self.enabled or (now - self._last < PROGRESS_INTERVAL and done < total):
+            return
+        self._last = now
+        self.stream.write(f"\rindexing for search: {done} of {total} union records ")
         self.stream.flush()
 
     def finish(self, report: IngestReport | None) -> None:
@@ -171,7 +181,7 @@ async def _run(args: argparse.Namespace) -> int:
     store = await open_store(settings, table)
     report: IngestReport | None = None
     try:
-        report = await ingest(args.paths, store, table, policy, options, counted or progress)
+        report = await ingest(args.paths, store, table, policy, options, counted or progress, progress.indexing)
     finally:
         progress.finish(report)
         await store.close()
