@@ -6,7 +6,8 @@
 Ingests the data `benchmarks.run` made (`<workdir>/<records>/data`) into a new embedded store
 in a temporary directory and prints, for the merge (reading, merging, writing payloads) and
 for the indexing at the end of the bulk load, the wall time and the CPU time of this process
-(every thread), and the CPU time of the preparing processes (`--jobs`). `--profile` runs the
+(every thread), and the CPU time of the other processes (`--jobs`: those preparing the records,
+and the one making index rows at the end). `--profile` runs the
 merge under cProfile (the event loop's thread only: the store's writer thread shows as the wait
 for its future). `--stages` instead times, without a store, what a preparing process does:
 reading and parsing the files alone, then with everything it sends (holdings, fingerprint,
@@ -88,7 +89,7 @@ async def profile(args: argparse.Namespace) -> str:
         try:
             children_before = _children_cpu()
             started, cpu_started = time.perf_counter(), time.process_time()
-            async with store.bulk_load():
+            async with store.bulk_load(processes=args.jobs):  # as `ingest` does
                 if profiler is not None:
                     profiler.enable()
                 report = await pipeline.run(files)
@@ -108,7 +109,7 @@ async def profile(args: argparse.Namespace) -> str:
     for phase in phases:
         print(phase.line(report.read), file=out)
     if args.jobs > 1:
-        print(f"{'preparing processes':<26} {'':>8}        {preparing:8.1f} s CPU  "
+        print(f"{'other processes':<26} {'':>8}        {preparing:8.1f} s CPU  "
               f"{preparing / report.read * 1e6:7.0f} µs CPU/record", file=out)
     total = Phase("whole run", ended - started, cpu_ended - cpu_started + preparing)
     print(total.line(report.read) + f"  ({report.read / total.wall:,.0f} records/s)", file=out)

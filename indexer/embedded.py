@@ -55,11 +55,17 @@ import contextlib
 import hashlib
 import itertools
 import json
+import os
+import pickle
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import zlib
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence, TypeVar, Union
 
@@ -1209,31 +1215,76 @@ class EmbeddedStore(Store):
             connection.execute("DELETE FROM unindexed WHERE rid NOT IN (SELECT rid FROM records)")
         return last
 
-    async def _index_unindexed(self, indexed: IndexingProgress | None = None) -> None:
+    @staticmethod
+    def _stored_item_ids(connection: sqlite3.Connection, rid: int, record: UnionRecord) -> list[int] | None:
+        """`_item_ids` without writing: None when the stored items are not the record's."""
+        stored_items: dict[tuple[str, str, str], list[int]] = {}
+        for item_id, barcode, library, tier in connection.execute(
+            "SELECT item, barcode, library, tier FROM items WHERE rid = ? ORDER BY item", (rid,)
+        ):
+            stored_items.setdefault((barcode, library, tier), []).append(item_id)
+        item_ids = []
+        for item in record.items:
+            same = stored_items.get((item.barcode, item.library, item.tier))
+            if not same:
+                return None
+            item_ids.append(same.pop(0))
+        return item_ids if not any(stored_items.values()) else None
+
+    def _insert_made(self, connection: sqlite3.Connection, made: "_MadeRows") -> None:
+        """Write the rows an index helper made (replacing any from before the load)."""
+        done = [(rid,) for rid, _ in made.signatures]
+        for table in ("vals", "toks", "facets", "sorts"):
+            connection.executemany(f"DELETE FROM {table} WHERE rid = ?", done)
+            connection.executemany(_ROW_SQL[table].insert, getattr(made.rows, table))
+        connection.executemany(
+            "INSERT INTO bibsig (rid, sig) VALUES (?, ?) ON CONFLICT (rid) DO UPDATE SET sig = excluded.sig",
+            made.signatures)
+        connection.executemany("DELETE FROM unindexed WHERE rid = ?", done)
+
+    async def _count_unindexed(self) -> int:
+        return await self._read(lambda connection: connection.execute("SELECT COUNT(*) FROM unindexed").fetchone()[0])
+
+    async def _index_with_helper(self, indexed: IndexingProgress | None, total: int) -> None:
+        """Let another process make the index rows (decoding each record and making its rows
+        is most of the indexing's Python work) while this one writes them. What it leaves
+        (records it could not do; everything, if it fails) is for `_index_unindexed`'s own loop."""
+        helper = _IndexHelper.start(self.path, self.table)
+        try:
+            while (made := await asyncio.to_thread(helper.receive)) is not None:
+                await self._write(lambda connection: self._insert_made(connection, made))
+                if indexed is not None:
+                    indexed(max(total - await self._count_unindexed(), 0), total)
+        finally:
+            helper.close()
+
+    async def _index_unindexed(self, indexed: IndexingProgress | None = None, processes: int = 1) -> None:
         """Index every record written deferred (also those a killed bulk load left), a chunk
         per transaction: a search sees each chunk as it is committed."""
         failures: dict[str, str] = {}
-        total = await self._read(lambda connection: connection.execute("SELECT COUNT(*) FROM unindexed").fetchone()[0])
+        total = await self._count_unindexed()
+        if processes > 1 and total >= _INDEX_HELPER_MINIMUM:
+            await self._index_with_helper(indexed, total)
         last: int | None = 0
         while last is not None:
             after = last
             last = await self._write(lambda connection: self._index_some_unindexed(connection, after, failures))
             if indexed is not None and total:
-                left = await self._read(lambda connection: connection.execute("SELECT COUNT(*) FROM unindexed").fetchone()[0])
-                indexed(max(total - left, 0), total)
+                indexed(max(total - await self._count_unindexed(), 0), total)
         if failures:
             named = "; ".join(f"{record_id}: {reason}" for record_id, reason in itertools.islice(failures.items(), 5))
             raise StoreError(f"{self.path}: {len(failures)} stored record(s) could not be indexed, "
                              f"so searches do not find them ({named})")
 
     @contextlib.asynccontextmanager
-    async def bulk_load(self, indexed: IndexingProgress | None = None) -> AsyncIterator[None]:
+    async def bulk_load(self, indexed: IndexingProgress | None = None, processes: int = 1) -> AsyncIterator[None]:
         """Upserts write each record's payload, items and lookup rows and leave its index rows
         to the end of the block: a record rewritten as each library's contribution arrives is
         then indexed once, the rows of many records at once. Until then, searches find the
         records as they were before (new ones not at all); `get` and the lookups see them now.
         The list of records waiting is in the database (`unindexed`): what a killed or
-        interrupted load leaves is indexed at the end of the next bulk load."""
+        interrupted load leaves is indexed at the end of the next bulk load. With `processes`
+        > 1, another process makes the index rows while this one writes them."""
         if self._deferred:  # nested: the outer block indexes
             yield
             return
@@ -1242,13 +1293,13 @@ class EmbeddedStore(Store):
             yield
         except Exception:
             self._deferred = False
-            await self._index_unindexed(indexed)  # what was written before the error is searched too
+            await self._index_unindexed(indexed, processes)  # what was written before the error is searched too
             raise
         except BaseException:
             self._deferred = False  # interrupted (Ctrl-C, cancelled): the next bulk load indexes it
             raise
         self._deferred = False
-        await self._index_unindexed(indexed)
+        await self._index_unindexed(indexed, processes)
 
     async def upsert(self, records: Sequence[UnionRecord]) -> BulkResult:
         deferred = self._deferred
@@ -1662,6 +1713,107 @@ def _decode_payload(payload: bytes | str) -> UnionRecord:
     """A stored record (schema 1 stored plain JSON text)."""
     text = zlib.decompress(payload) if isinstance(payload, bytes) else payload
     return UnionRecord.from_dict(json.loads(text))
+
+
+@dataclass
+class _MadeRows:
+    """The index rows of some records waiting in `unindexed`, made by an index helper."""
+
+    rows: _Rows
+    signatures: list[tuple[int, bytes]]   # (rid, bibsig) of each record made
+
+
+# Not `-m indexer.embedded`: the classes it sends back must be this module's, not `__main__`'s.
+_INDEX_HELPER_COMMAND = "import sys; from indexer.embedded import _index_helper_main; sys.exit(_index_helper_main(sys.argv[1:]))"
+_INDEX_HELPER_CHUNK = 500      # records per message: a few MB of rows
+_INDEX_HELPER_MINIMUM = 2_000  # fewer records waiting are indexed without starting a process
+
+
+class _IndexHelper:
+    """An index helper process: reads the records waiting in `unindexed` (a reader beside the
+    writer, in WAL mode) in rid order and sends their rows, a chunk per message, ahead of the
+    writer by what its pipe holds."""
+
+    def __init__(self, process: subprocess.Popen[bytes], pipe: Connection):
+        self.process, self.pipe = process, pipe
+
+    @classmethod
+    def start(cls, path: Path, table: IndexTable) -> "_IndexHelper":
+        root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        reader, writer = os.pipe()
+        try:
+            process = subprocess.Popen([sys.executable, "-c", _INDEX_HELPER_COMMAND, "--rows", str(writer)],
+                                       stdin=subprocess.PIPE, pass_fds=(writer,), env=env)
+        finally:
+            os.close(writer)  # the helper's end is the only one left: its death ends the pipe
+        helper = cls(process, Connection(reader, writable=False))
+        try:
+            assert process.stdin is not None
+            with process.stdin:
+                process.stdin.write(pickle.dumps((str(path), table, _INDEX_HELPER_CHUNK)))
+        except OSError:
+            pass  # it died at once: `receive` finds the pipe ended
+        return helper
+
+    def receive(self) -> _MadeRows | None:
+        """The next chunk; None at the end, or when the helper is gone."""
+        try:
+            return self.pipe.recv()
+        except (EOFError, OSError):
+            return None
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait()
+        self.pipe.close()
+
+
+def _index_helper_main(argv: Sequence[str]) -> int:
+    """An index helper (see `_IndexHelper`): `--rows FD`; the database, the index table and the
+    records per message on stdin."""
+    if len(argv) != 2 or argv[0] != "--rows":
+        print("usage: python -c _INDEX_HELPER_COMMAND --rows FD  (started by a bulk load's end)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the writer's process handles Ctrl-C and stops this one
+    path, table, chunk = pickle.load(sys.stdin.buffer)
+    out = Connection(int(argv[1]), readable=False)
+    store = EmbeddedStore(path, table)  # not opened: for its row making only
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+    last = 0
+    try:
+        while True:
+            connection.execute("BEGIN")
+            try:
+                page = connection.execute(
+                    "SELECT u.rid, r.payload FROM unindexed u JOIN records r ON r.rid = u.rid "
+                    "WHERE u.rid > ? ORDER BY u.rid LIMIT ?", (last, chunk)).fetchall()
+                made = _MadeRows(_Rows([], [], [], []), [])
+                for rid, payload in page:
+                    try:
+                        record = _decode_payload(payload)
+                        item_ids = store._stored_item_ids(connection, rid, record)
+                        if item_ids is None:
+                            continue  # the writer's own loop does it
+                        bib = store._bib_values(record)
+                        one = store._index_rows(rid, record, item_ids, bib)
+                    except (zlib.error, ValueError, TypeError, AttributeError, LookupError):
+                        continue  # the writer's own loop names it
+                    for table_name in ("vals", "toks", "facets", "sorts"):
+                        getattr(made.rows, table_name).extend(getattr(one, table_name))
+                    made.signatures.append((rid, store._bib_signature(bib)))
+            finally:
+                connection.execute("COMMIT")
+            if not page:
+                return 0
+            out.send(made)
+            last = page[-1][0]
+    except (BrokenPipeError, ConnectionResetError):
+        return 0  # the writer stopped listening
+    finally:
+        out.close()
+        connection.close()
 
 
 def _shutdown(executors: Iterable[concurrent.futures.ThreadPoolExecutor | None]) -> None:

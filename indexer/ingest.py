@@ -1102,7 +1102,7 @@ async def ingest(
 ) -> IngestReport:
     """Read the files into the store; see the module docstring. `indexing(done, total)` follows
     the indexing at the end of the run (`Store.bulk_load`)."""
-    async with store.bulk_load(indexing):
+    async with store.bulk_load(indexing, options.jobs):
         return await Pipeline(store, table, policy, options, progress).run(paths)
 
 

@@ -127,11 +127,12 @@ class Store(abc.ABC):
         Inside `bulk_load()`: visible to the write path's lookups (`find_by_*`), at least."""
 
     @contextlib.asynccontextmanager
-    async def bulk_load(self, indexed: IndexingProgress | None = None) -> AsyncIterator[None]:
+    async def bulk_load(self, indexed: IndexingProgress | None = None, processes: int = 1) -> AsyncIterator[None]:
         """A block of many upserts (an ingest). Inside it, what `upsert` writes is durable and
         readable by id and through the write path's lookups at once, but a store may leave it out
         of search until the block ends, when it is indexed at once instead of record by record
-        (`indexed(done, total)` is told as that goes on). The block ends with everything written
+        (`indexed(done, total)` is told as that goes on; `processes`: how many the store may
+        use for it, this one included). The block ends with everything written
         visible to search, also when it ends in an error (an interruption, KeyboardInterrupt or
         cancellation, may leave that to the next bulk load). By default nothing changes."""
         yield

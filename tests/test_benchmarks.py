@@ -165,7 +165,7 @@ def test_the_ingest_profile_times_both_phases_of_an_ingest_with_preparing_proces
     assert summary is not None, out
     assert int(summary.group(1).replace(",", "")) == RECORDS
     assert 0 < int(summary.group(2).replace(",", "")) < RECORDS  # the demo data's copies merge
-    for phase in ("merge and write", "index at the end", "preparing processes", "whole run"):
+    for phase in ("merge and write", "index at the end", "other processes", "whole run"):
         assert re.search(rf"^{phase} .* s CPU", out, re.MULTILINE), (phase, out)
     assert [p for p in tmp_path.iterdir() if p.name.startswith("ingest-profile-")] == []  # its store is gone
     assert ingest_profile.main(["--workdir", str(tmp_path), "--records", str(RECORDS), "--stages"]) == 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from corpus import small_corpus
+from indexer import embedded
 from indexer.embedded import DATABASE_NAME, EmbeddedStore
 from indexer.indexes import load_index_table
 from indexer.model import Availability, Item, UnionRecord
@@ -115,7 +116,11 @@ TITLE_QUERIES = [
 ]
 
 
-async def test_a_bulk_load_indexes_its_records_once_at_its_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_a_bulk_load_indexes_its_records_once_at_its_end(tmp_path: Path, processes: int, monkeypatch) -> None:
+    # With 2 processes an index helper makes the rows, 7 records a message, whatever their number.
+    monkeypatch.setattr(embedded, "_INDEX_HELPER_MINIMUM", 0)
+    monkeypatch.setattr(embedded, "_INDEX_HELPER_CHUNK", 7)
     records = [r for r in small_corpus() if r.items]
     before = records[: len(records) // 3]   # indexed before the load, then rewritten in it
     final = [r if n % 2 == 0 else first_contribution_only(r) for n, r in enumerate(records)]
@@ -124,7 +129,7 @@ async def test_a_bulk_load_indexes_its_records_once_at_its_end(tmp_path: Path) -
     fresh = await load(tmp_path / "fresh", kept)
     told: list[tuple[int, int]] = []
     try:
-        async with store.bulk_load(indexed=lambda done, total: told.append((done, total))):
+        async with store.bulk_load(indexed=lambda done, total: told.append((done, total)), processes=processes):
             for batch in ([first_contribution_only(r) for r in records], [reshuffled(r) for r in records], final):
                 result = await store.upsert(batch)
                 assert result.succeeded == len(batch) and not result.failed
@@ -145,6 +150,7 @@ async def test_a_bulk_load_indexes_its_records_once_at_its_end(tmp_path: Path) -
             assert unindexed(tmp_path / "bulk") == len(kept)
         assert unindexed(tmp_path / "bulk") == 0
         assert told and told[-1] == (len(kept), len(kept)) and told == sorted(told)
+        assert len(told) >= (len(kept) // 7 if processes > 1 else 1)
         assert rows(tmp_path / "bulk") == rows(tmp_path / "fresh")
         reference = Reference(TABLE, kept)
         for query in TITLE_QUERIES:
@@ -210,3 +216,19 @@ async def test_an_interrupted_bulk_load_leaves_its_indexing_to_the_next(tmp_path
         assert sorted((await store.search(SearchRequest(query, limit=5_000))).ids) == sorted(Reference(TABLE, records).matches(query))
     finally:
         await store.close()
+
+
+async def test_a_bulk_load_indexes_everything_itself_when_its_index_helper_fails(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(embedded, "_INDEX_HELPER_MINIMUM", 0)
+    monkeypatch.setattr(embedded, "_INDEX_HELPER_COMMAND", "import sys; sys.exit(3)")  # dies before a single row
+    records = [r for r in small_corpus() if r.items][:40]
+    store = await load(tmp_path / "bulk")
+    fresh = await load(tmp_path / "fresh", records)
+    try:
+        async with store.bulk_load(processes=2):
+            await store.upsert(records)
+        assert unindexed(tmp_path / "bulk") == 0
+        assert rows(tmp_path / "bulk") == rows(tmp_path / "fresh")
+    finally:
+        await store.close()
+        await fresh.close()
