@@ -173,3 +173,33 @@ def test_the_ingest_profile_times_both_phases_of_an_ingest_with_preparing_proces
     assert out.startswith(f"{RECORDS:,} records\n"), out
     for stage in ("reading and parsing", "preparing (all it sends)"):
         assert re.search(rf"^{re.escape(stage)} .* s CPU .* µs CPU/record$", out, re.MULTILINE), (stage, out)
+
+
+def test_the_postings_experiment_writes_the_catalogues_rows_each_way(tmp_path, capsys):
+    import asyncio
+    import re
+
+    from benchmarks import postings
+
+    directory = tmp_path / str(RECORDS)
+    network = marc21_network(directory)
+    files = demo_files(network, directory / "data", RECORDS)
+
+    async def load() -> None:
+        rules = load_network(network)
+        store = EmbeddedStore(directory / "store", load_index_table())
+        await store.open()
+        try:
+            await ingest(files, store, load_index_table(), rules.to_ingest_policy(),
+                         IngestOptions(quarantine_path=tmp_path / "q.jsonl"))
+        finally:
+            await store.close()
+
+    asyncio.run(load())
+    assert postings.main(["--workdir", str(tmp_path), "--records", str(RECORDS), "--scratch", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    counts = re.search(r"([\d,]+) vals rows, ([\d,]+) toks rows", out)
+    assert counts is not None and all(int(n.replace(",", "")) > RECORDS for n in counts.groups()), out
+    for way in ("rows", "rows-sorted", "rows-json", "blocks"):
+        assert re.search(rf"^{way} +\d+\.\d CPU s$", out, re.MULTILINE), (way, out)
+    assert re.search(r"blocks: [\d,]+ token blocks, [\d,]+ value blocks", out), out
