@@ -55,12 +55,8 @@ import contextlib
 import hashlib
 import itertools
 import json
-import os
-import pickle
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -70,6 +66,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence, TypeVar, Union
 
 from indexer.analysis import QueryToken, exact_key, index_tokens, query_tokens, query_words
+from indexer.children import Child
 from indexer.indexes import IndexDefinition, IndexLevel, IndexTable, IndexType
 from indexer.model import ItemStatusUpdate, ItemUpdateOutcome, UnionRecord
 from indexer.recordcache import DecodedRecords
@@ -1062,15 +1059,20 @@ class EmbeddedStore(Store):
         connection.execute("INSERT INTO bibsig (rid, sig) VALUES (?, ?)", (rid, self._bib_signature(bib)))
 
     @staticmethod
-    def _item_ids(connection: sqlite3.Connection, rid: int, record: UnionRecord) -> list[int]:
-        """The item row ids of the record's items, in its order: the stored rows of the same
-        items kept (their index rows stay valid), rows added for new items, rows of items the
-        record no longer has deleted."""
+    def _stored_items(connection: sqlite3.Connection, rid: int) -> dict[tuple[str, str, str], list[int]]:
+        """The record's item rows: (barcode, library, tier) -> item row ids, in row order."""
         stored_items: dict[tuple[str, str, str], list[int]] = {}
         for item_id, barcode, library, tier in connection.execute(
             "SELECT item, barcode, library, tier FROM items WHERE rid = ? ORDER BY item", (rid,)
         ):
             stored_items.setdefault((barcode, library, tier), []).append(item_id)
+        return stored_items
+
+    def _item_ids(self, connection: sqlite3.Connection, rid: int, record: UnionRecord) -> list[int]:
+        """The item row ids of the record's items, in its order: the stored rows of the same
+        items kept (their index rows stay valid), rows added for new items, rows of items the
+        record no longer has deleted."""
+        stored_items = self._stored_items(connection, rid)
         item_ids = []
         for item in record.items:
             same = stored_items.get((item.barcode, item.library, item.tier))
@@ -1215,14 +1217,9 @@ class EmbeddedStore(Store):
             connection.execute("DELETE FROM unindexed WHERE rid NOT IN (SELECT rid FROM records)")
         return last
 
-    @staticmethod
-    def _stored_item_ids(connection: sqlite3.Connection, rid: int, record: UnionRecord) -> list[int] | None:
+    def _stored_item_ids(self, connection: sqlite3.Connection, rid: int, record: UnionRecord) -> list[int] | None:
         """`_item_ids` without writing: None when the stored items are not the record's."""
-        stored_items: dict[tuple[str, str, str], list[int]] = {}
-        for item_id, barcode, library, tier in connection.execute(
-            "SELECT item, barcode, library, tier FROM items WHERE rid = ? ORDER BY item", (rid,)
-        ):
-            stored_items.setdefault((barcode, library, tier), []).append(item_id)
+        stored_items = self._stored_items(connection, rid)
         item_ids = []
         for item in record.items:
             same = stored_items.get((item.barcode, item.library, item.tier))
@@ -1249,7 +1246,7 @@ class EmbeddedStore(Store):
         """Let another process make the index rows (decoding each record and making its rows
         is most of the indexing's Python work) while this one writes them. What it leaves
         (records it could not do; everything, if it fails) is for `_index_unindexed`'s own loop."""
-        helper = _IndexHelper.start(self.path, self.table)
+        helper = Child.start(*_INDEX_HELPER, (str(self.path), self.table, _INDEX_HELPER_CHUNK))
         try:
             while (made := await asyncio.to_thread(helper.receive)) is not None:
                 await self._write(lambda connection: self._insert_made(connection, made))
@@ -1723,62 +1720,18 @@ class _MadeRows:
     signatures: list[tuple[int, bytes]]   # (rid, bibsig) of each record made
 
 
-# Not `-m indexer.embedded`: the classes it sends back must be this module's, not `__main__`'s.
-_INDEX_HELPER_COMMAND = "import sys; from indexer.embedded import _index_helper_main; sys.exit(_index_helper_main(sys.argv[1:]))"
+# The function an index helper process runs (`indexer.children`).
+_INDEX_HELPER = ("indexer.embedded", "_index_helper_main")
 _INDEX_HELPER_CHUNK = 500      # records per message: a few MB of rows
 _INDEX_HELPER_MINIMUM = 2_000  # fewer records waiting are indexed without starting a process
 
 
-class _IndexHelper:
+def _index_helper_main(work: tuple[str, IndexTable, int], out: Connection) -> int:
     """An index helper process: reads the records waiting in `unindexed` (a reader beside the
-    writer, in WAL mode) in rid order and sends their rows, a chunk per message, ahead of the
-    writer by what its pipe holds."""
-
-    def __init__(self, process: subprocess.Popen[bytes], pipe: Connection):
-        self.process, self.pipe = process, pipe
-
-    @classmethod
-    def start(cls, path: Path, table: IndexTable) -> "_IndexHelper":
-        root = str(Path(__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        reader, writer = os.pipe()
-        try:
-            process = subprocess.Popen([sys.executable, "-c", _INDEX_HELPER_COMMAND, "--rows", str(writer)],
-                                       stdin=subprocess.PIPE, pass_fds=(writer,), env=env)
-        finally:
-            os.close(writer)  # the helper's end is the only one left: its death ends the pipe
-        helper = cls(process, Connection(reader, writable=False))
-        try:
-            assert process.stdin is not None
-            with process.stdin:
-                process.stdin.write(pickle.dumps((str(path), table, _INDEX_HELPER_CHUNK)))
-        except OSError:
-            pass  # it died at once: `receive` finds the pipe ended
-        return helper
-
-    def receive(self) -> _MadeRows | None:
-        """The next chunk; None at the end, or when the helper is gone."""
-        try:
-            return self.pipe.recv()
-        except (EOFError, OSError):
-            return None
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        self.process.wait()
-        self.pipe.close()
-
-
-def _index_helper_main(argv: Sequence[str]) -> int:
-    """An index helper (see `_IndexHelper`): `--rows FD`; the database, the index table and the
-    records per message on stdin."""
-    if len(argv) != 2 or argv[0] != "--rows":
-        print("usage: python -c _INDEX_HELPER_COMMAND --rows FD  (started by a bulk load's end)", file=sys.stderr)
-        return 2
+    writer, in WAL mode) in rid order and sends their rows, `chunk` records a message, ahead of
+    the writer by what its pipe holds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the writer's process handles Ctrl-C and stops this one
-    path, table, chunk = pickle.load(sys.stdin.buffer)
-    out = Connection(int(argv[1]), readable=False)
+    path, table, chunk = work
     store = EmbeddedStore(path, table)  # not opened: for its row making only
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
     last = 0

@@ -65,12 +65,9 @@ import hashlib
 import itertools
 import json
 import os
-import pickle
 import queue
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
@@ -79,6 +76,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from pymarc import Record
 
+from indexer.children import Child
 from indexer.extract import analyse, contribution_analyzer, control_number
 from indexer.holdings import STANDARD_LAYOUTS, extract_items
 from indexer.indexes import IndexTable
@@ -656,51 +654,28 @@ def _prepare_into(setup: _PreparerSetup, files: list[tuple[int, str]], send: Cal
 
 
 class _Preparers:
-    """The preparing processes of a run: file k of the files to read goes to process k mod n,
-    which sends its files' batches on its own pipe, in its files' order; the merging process
-    takes them file after file. A process that dies ends its pipe, and the run with an error.
-
-    Each is a new interpreter (`_PREPARER_COMMAND --prepare FD`) given its work on stdin: not
-    a fork (the merging process has the store's threads, which a fork would copy mid-lock), and
-    not multiprocessing's spawn, which re-imports the caller's main module and leaves a
-    resource-tracker process behind."""
+    """The preparing processes of a run (`indexer.children`): file k of the files to read goes
+    to process k mod n, which sends its files' batches in its files' order; the merging process
+    takes them file after file. A process that dies ends the run with an error."""
 
     def __init__(self, setup: _PreparerSetup, files: list[tuple[int, Path]], processes: int):
         count = max(1, min(processes, len(files)))
         self._process_of = {number: k % count for k, (number, _) in enumerate(files)}
-        self._pipes: list[Connection] = []
-        self._processes: list[subprocess.Popen[bytes]] = []
-        # The package as this process imports it, wherever it is installed or checked out.
-        root = str(Path(__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        self._children: list[Child] = []
         try:
             for n in range(count):
-                reader, writer = os.pipe()
-                self._pipes.append(Connection(reader, writable=False))
-                try:
-                    process = subprocess.Popen([sys.executable, "-c", _PREPARER_COMMAND, "--prepare", str(writer)],
-                                               stdin=subprocess.PIPE, pass_fds=(writer,), env=env)
-                finally:
-                    os.close(writer)  # the child's end is the only one left: its death ends the pipe
-                self._processes.append(process)
                 mine = [(number, str(path)) for k, (number, path) in enumerate(files) if k % count == n]
-                assert process.stdin is not None
-                with process.stdin:
-                    process.stdin.write(pickle.dumps((setup, mine)))
+                self._children.append(Child.start("indexer.ingest", "_preparer_main", (setup, mine)))
         except BaseException:
             self.close()
             raise
 
     async def next(self, number: int) -> tuple:
         """The next message about file `number` (its process's next one)."""
-        n = self._process_of[number]
-        message = await asyncio.to_thread(_receive, self._pipes[n])
+        child = self._children[self._process_of[number]]
+        message = await asyncio.to_thread(child.receive)
         if message is None:
-            process = self._processes[n]
-            try:
-                code = await asyncio.to_thread(process.wait, 5)
-            except subprocess.TimeoutExpired:
-                code = None
+            code = await asyncio.to_thread(child.wait, 5)
             raise IngestError(f"the process preparing the records ended unexpectedly (exit code {code})")
         if message[1] != number:
             raise IngestError(f"the preparing process sent file {message[1]} when file {number} was due")
@@ -709,35 +684,15 @@ class _Preparers:
         return message
 
     def close(self) -> None:
-        for process in self._processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self._processes:
-            process.wait()
-        for pipe in self._pipes:
-            pipe.close()
+        for child in self._children:
+            child.close()
 
 
-# Not `-m indexer.ingest`: the classes it sends back must be this module's, not `__main__`'s.
-_PREPARER_COMMAND = "import sys; from indexer.ingest import _preparer_main; sys.exit(_preparer_main(sys.argv[1:]))"
-
-
-def _preparer_main(argv: Sequence[str]) -> int:
-    """A preparing process (see `_Preparers`): `--prepare FD`, its work on stdin."""
-    if len(argv) != 2 or argv[0] != "--prepare":
-        print("usage: python -c _PREPARER_COMMAND --prepare FD  (started by the ingest, its work on stdin)", file=sys.stderr)
-        return 2
-    setup, files = pickle.load(sys.stdin.buffer)
-    _prepare_files(setup, files, Connection(int(argv[1]), readable=False))
+def _preparer_main(work: tuple[_PreparerSetup, list[tuple[int, str]]], connection: Connection) -> int:
+    """A preparing process (see `_Preparers`)."""
+    setup, files = work
+    _prepare_files(setup, files, connection)
     return 0
-
-
-def _receive(pipe: Connection) -> tuple | None:
-    """The next message on the pipe; None when its sender is gone (also in the middle of one)."""
-    try:
-        return pipe.recv()
-    except (EOFError, OSError):
-        return None
 
 
 # -- the pipeline -------------------------------------------------------------------------------

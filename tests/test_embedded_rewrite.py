@@ -220,7 +220,7 @@ async def test_an_interrupted_bulk_load_leaves_its_indexing_to_the_next(tmp_path
 
 async def test_a_bulk_load_indexes_everything_itself_when_its_index_helper_fails(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(embedded, "_INDEX_HELPER_MINIMUM", 0)
-    monkeypatch.setattr(embedded, "_INDEX_HELPER_COMMAND", "import sys; sys.exit(3)")  # dies before a single row
+    monkeypatch.setattr(embedded, "_INDEX_HELPER", ("indexer.embedded", "_no_such_function"))  # dies at once
     records = [r for r in small_corpus() if r.items][:40]
     store = await load(tmp_path / "bulk")
     fresh = await load(tmp_path / "fresh", records)
