@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import cProfile
 import io
-import pstats
 import resource
 import shutil
 import sys
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.data import marc21_network
+from benchmarks.profile import print_profile
 from federation.rules import load_network
 from federation.stores import open_store
 from indexer.indexes import load_index_table
@@ -114,9 +114,7 @@ async def profile(args: argparse.Namespace) -> str:
     total = Phase("whole run", ended - started, cpu_ended - cpu_started + preparing)
     print(total.line(report.read) + f"  ({report.read / total.wall:,.0f} records/s)", file=out)
     if profiler is not None:
-        stats = pstats.Stats(profiler, stream=out)
-        stats.sort_stats("tottime").print_stats(args.top)
-        stats.sort_stats("cumulative").print_stats(args.top)
+        print_profile(profiler, out, args.top)
     return out.getvalue()
 
 

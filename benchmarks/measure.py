@@ -57,7 +57,7 @@ def tree_rss_kib(root):
                 parents[int(name)] = int(fields[1])
                 rss[int(name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024
             except (OSError, IndexError, ValueError):
-                pass
+                continue  # it ended meanwhile
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()

@@ -97,10 +97,15 @@ async def profile(args: argparse.Namespace) -> str:
               f"({wall / args.requests * 1000:.2f} wall ms/request; {how}{caches})\n")
     if args.no_profiler:
         return out.getvalue()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("tottime").print_stats(args.top)
-    stats.sort_stats("cumulative").print_stats(args.top)
+    print_profile(profiler, out, args.top)
     return out.getvalue()
+
+
+def print_profile(profiler: cProfile.Profile, out: io.StringIO, top: int) -> None:
+    """The functions with the most own time, then the most cumulative time."""
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
 
 
 def main(argv: list[str] | None = None) -> int:

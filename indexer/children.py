@@ -8,6 +8,7 @@ parent's reads end (`receive` gives None) instead of waiting forever.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import subprocess
@@ -43,12 +44,10 @@ class Child:
         finally:
             os.close(writer)  # the child's end is the only one left: its death ends the pipe
         child = cls(process, Connection(reader, writable=False))
-        try:
-            assert process.stdin is not None
-            with process.stdin:
-                process.stdin.write(pickle.dumps(work))
-        except OSError:
-            pass  # it died at once: `receive` finds the pipe ended
+        assert process.stdin is not None
+        # A child that died at once refuses its work: `receive` then finds the pipe ended.
+        with contextlib.suppress(OSError), process.stdin:
+            process.stdin.write(pickle.dumps(work))
         return child
 
     def receive(self) -> Any | None:

@@ -60,7 +60,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence, TypeVar, Union
@@ -223,12 +223,26 @@ class _ValueAnalysis:
 
 @dataclass
 class _Rows:
-    """The index rows of one record, ready for executemany."""
+    """The index rows of one record (or of several), ready for executemany."""
 
-    vals: list[tuple]
-    toks: list[tuple]
-    facets: list[tuple]
-    sorts: list[tuple]
+    vals: list[tuple] = field(default_factory=list)
+    toks: list[tuple] = field(default_factory=list)
+    facets: list[tuple] = field(default_factory=list)
+    sorts: list[tuple] = field(default_factory=list)
+
+    def extend(self, other: "_Rows") -> None:
+        self.vals.extend(other.vals)
+        self.toks.extend(other.toks)
+        self.facets.extend(other.facets)
+        self.sorts.extend(other.sorts)
+
+
+@dataclass
+class _MadeRows:
+    """The index rows of some records waiting in `unindexed`, with each one's bibsig."""
+
+    rows: _Rows = field(default_factory=_Rows)
+    signatures: list[tuple[int, bytes]] = field(default_factory=list)   # (rid, bibsig)
 
 
 # -- SQL fragments -----------------------------------------------------------------------------
@@ -981,7 +995,7 @@ class EmbeddedStore(Store):
                     bib: list[tuple[IndexDefinition, list[str]]]) -> _Rows:
         """The record's rows in vals, toks, facets and sorts: its items', and those of the
         record-level indexes in `bib` (with the values it holds in each)."""
-        rows = _Rows([], [], [], [])
+        rows = _Rows()
         analysed = self._analysed
         for definition, values in bib:
             self._value_rows(rows, definition, values, rid, 0, analysed)
@@ -1169,53 +1183,60 @@ class EmbeddedStore(Store):
             self._sync_rows(connection, rid, table, rows)
         connection.execute("INSERT OR IGNORE INTO unindexed (rid) VALUES (?)", (rid,))
 
+    def _make_rows(self, made: _MadeRows, rid: int, record: UnionRecord, item_ids: list[int]) -> None:
+        """Add the record's index rows and bibsig to `made`."""
+        bib = self._bib_values(record)
+        made.rows.extend(self._index_rows(rid, record, item_ids, bib))
+        made.signatures.append((rid, self._bib_signature(bib)))
+
+    @staticmethod
+    def _write_made(connection: sqlite3.Connection, made: _MadeRows) -> None:
+        """Write made rows and bibsigs, replacing the records' rows from before the load (a
+        record indexed, then rewritten in it)."""
+        done = [(rid,) for rid, _ in made.signatures]
+        for table in ("vals", "toks", "facets", "sorts"):
+            connection.executemany(f"DELETE FROM {table} WHERE rid = ?", done)
+            connection.executemany(_ROW_SQL[table].insert, getattr(made.rows, table))
+        connection.executemany(
+            "INSERT INTO bibsig (rid, sig) VALUES (?, ?) ON CONFLICT (rid) DO UPDATE SET sig = excluded.sig",
+            made.signatures)
+
+    @staticmethod
+    def _forget_indexed(connection: sqlite3.Connection, signatures: list[tuple[int, bytes]]) -> None:
+        connection.executemany("DELETE FROM unindexed WHERE rid = ?", [(rid,) for rid, _ in signatures])
+
     def _index_some_unindexed(self, connection: sqlite3.Connection, after: int,
-                              failures: dict[str, str]) -> int | None:
-        """Index the next `_INDEX_CHUNK` records written deferred (rid > `after`), the rows of
-        all of them inserted at once; the last rid looked at, None when none was left. A record
-        whose rows cannot be made is named in `failures` and stays waiting."""
+                              failures: dict[str, str]) -> tuple[int | None, int]:
+        """Index the next `_INDEX_CHUNK` records written deferred (rid > `after`): the last rid
+        looked at (None when none was left) and how many were indexed. A record whose rows
+        cannot be made is named in `failures` and stays waiting."""
         # Read as they are indexed: the payloads of a chunk are not all held at once.
         page = connection.execute(
             "SELECT u.rid, r.id, r.payload FROM unindexed u JOIN records r ON r.rid = u.rid "
             "WHERE u.rid > ? ORDER BY u.rid LIMIT ?", (after, _INDEX_CHUNK)
         )
         last: int | None = None
-        rows = _Rows([], [], [], [])
-        signatures: list[tuple[int, bytes]] = []
-        written = 0  # of the signatures, those whose rows are written
-
-        def write_rows() -> None:
-            nonlocal rows, written
-            done = [(rid,) for rid, _ in signatures[written:]]
-            for table in ("vals", "toks", "facets", "sorts"):
-                # Rows from before the load (the record was indexed, then rewritten in it).
-                connection.executemany(f"DELETE FROM {table} WHERE rid = ?", done)
-                connection.executemany(_ROW_SQL[table].insert, getattr(rows, table))
-            rows, written = _Rows([], [], [], []), len(signatures)
-
+        made = _MadeRows()
+        indexed: list[tuple[int, bytes]] = []
         for rid, record_id, payload in page:
             last = rid
             try:
                 record = _decode_payload(payload)
-                bib = self._bib_values(record)
-                one = self._index_rows(rid, record, self._item_ids(connection, rid, record), bib)
+                self._make_rows(made, rid, record, self._item_ids(connection, rid, record))
             except (zlib.error, ValueError, TypeError, AttributeError, LookupError, sqlite3.Error) as error:
                 failures[record_id] = f"cannot index the record: {error!r}"
                 continue
-            rows.vals.extend(one.vals)
-            rows.toks.extend(one.toks)
-            rows.facets.extend(one.facets)
-            rows.sorts.extend(one.sorts)
-            signatures.append((rid, self._bib_signature(bib)))
-            if len(rows.vals) + len(rows.toks) >= _INDEX_ROWS_HELD:
-                write_rows()
-        write_rows()
-        connection.executemany(
-            "INSERT INTO bibsig (rid, sig) VALUES (?, ?) ON CONFLICT (rid) DO UPDATE SET sig = excluded.sig", signatures)
-        connection.executemany("DELETE FROM unindexed WHERE rid = ?", [(rid,) for rid, _ in signatures])
+            if len(made.rows.vals) + len(made.rows.toks) >= _INDEX_ROWS_HELD:
+                self._write_made(connection, made)
+                indexed += made.signatures
+                made = _MadeRows()
+        self._write_made(connection, made)
+        indexed += made.signatures
+        # Once the page is read: its statement is still stepping through `unindexed` until then.
+        self._forget_indexed(connection, indexed)
         if last is None:
             connection.execute("DELETE FROM unindexed WHERE rid NOT IN (SELECT rid FROM records)")
-        return last
+        return last, len(indexed)
 
     def _stored_item_ids(self, connection: sqlite3.Connection, rid: int, record: UnionRecord) -> list[int] | None:
         """`_item_ids` without writing: None when the stored items are not the record's."""
@@ -1228,50 +1249,52 @@ class EmbeddedStore(Store):
             item_ids.append(same.pop(0))
         return item_ids if not any(stored_items.values()) else None
 
-    def _insert_made(self, connection: sqlite3.Connection, made: "_MadeRows") -> None:
-        """Write the rows an index helper made (replacing any from before the load)."""
-        done = [(rid,) for rid, _ in made.signatures]
-        for table in ("vals", "toks", "facets", "sorts"):
-            connection.executemany(f"DELETE FROM {table} WHERE rid = ?", done)
-            connection.executemany(_ROW_SQL[table].insert, getattr(made.rows, table))
-        connection.executemany(
-            "INSERT INTO bibsig (rid, sig) VALUES (?, ?) ON CONFLICT (rid) DO UPDATE SET sig = excluded.sig",
-            made.signatures)
-        connection.executemany("DELETE FROM unindexed WHERE rid = ?", done)
+    def _insert_made(self, connection: sqlite3.Connection, made: _MadeRows) -> None:
+        self._write_made(connection, made)
+        self._forget_indexed(connection, made.signatures)
 
-    async def _count_unindexed(self) -> int:
-        return await self._read(lambda connection: connection.execute("SELECT COUNT(*) FROM unindexed").fetchone()[0])
-
-    async def _index_with_helper(self, indexed: IndexingProgress | None, total: int) -> None:
+    async def _index_with_helper(self, indexed: IndexingProgress | None, total: int) -> int:
         """Let another process make the index rows (decoding each record and making its rows
-        is most of the indexing's Python work) while this one writes them. What it leaves
-        (records it could not do; everything, if it fails) is for `_index_unindexed`'s own loop."""
+        is most of the indexing's Python work) while this one writes them; how many it did.
+        What it leaves (records it could not do; everything, if it fails) is for
+        `_index_unindexed`'s own loop."""
+        done = 0
         helper = Child.start(*_INDEX_HELPER, (str(self.path), self.table, _INDEX_HELPER_CHUNK))
         try:
             while (made := await asyncio.to_thread(helper.receive)) is not None:
                 await self._write(lambda connection: self._insert_made(connection, made))
+                done += len(made.signatures)
                 if indexed is not None:
-                    indexed(max(total - await self._count_unindexed(), 0), total)
+                    indexed(done, total)
         finally:
             helper.close()
+        return done
 
-    async def _index_unindexed(self, indexed: IndexingProgress | None = None, processes: int = 1) -> None:
+    async def _index_unindexed(self, indexed: IndexingProgress | None = None, processes: int = 1) -> int:
         """Index every record written deferred (also those a killed bulk load left), a chunk
-        per transaction: a search sees each chunk as it is committed."""
+        per transaction: a search sees each chunk as it is committed; how many were waiting."""
         failures: dict[str, str] = {}
-        total = await self._count_unindexed()
+        total = await self._read(lambda connection: connection.execute("SELECT COUNT(*) FROM unindexed").fetchone()[0])
+        done = 0
         if processes > 1 and total >= _INDEX_HELPER_MINIMUM:
-            await self._index_with_helper(indexed, total)
+            done = await self._index_with_helper(indexed, total)
         last: int | None = 0
         while last is not None:
             after = last
-            last = await self._write(lambda connection: self._index_some_unindexed(connection, after, failures))
+            last, count = await self._write(lambda connection: self._index_some_unindexed(connection, after, failures))
+            done += count
             if indexed is not None and total:
-                indexed(max(total - await self._count_unindexed(), 0), total)
+                indexed(done, total)
         if failures:
             named = "; ".join(f"{record_id}: {reason}" for record_id, reason in itertools.islice(failures.items(), 5))
             raise StoreError(f"{self.path}: {len(failures)} stored record(s) could not be indexed, "
                              f"so searches do not find them ({named})")
+        return total
+
+    async def index_waiting(self, indexed: IndexingProgress | None = None) -> int:
+        """Index now the records a stopped bulk load left waiting (the end of any bulk load
+        does it too); how many there were."""
+        return await self._index_unindexed(indexed)
 
     @contextlib.asynccontextmanager
     async def bulk_load(self, indexed: IndexingProgress | None = None, processes: int = 1) -> AsyncIterator[None]:
@@ -1712,14 +1735,6 @@ def _decode_payload(payload: bytes | str) -> UnionRecord:
     return UnionRecord.from_dict(json.loads(text))
 
 
-@dataclass
-class _MadeRows:
-    """The index rows of some records waiting in `unindexed`, made by an index helper."""
-
-    rows: _Rows
-    signatures: list[tuple[int, bytes]]   # (rid, bibsig) of each record made
-
-
 # The function an index helper process runs (`indexer.children`).
 _INDEX_HELPER = ("indexer.embedded", "_index_helper_main")
 _INDEX_HELPER_CHUNK = 500      # records per message: a few MB of rows
@@ -1742,20 +1757,15 @@ def _index_helper_main(work: tuple[str, IndexTable, int], out: Connection) -> in
                 page = connection.execute(
                     "SELECT u.rid, r.payload FROM unindexed u JOIN records r ON r.rid = u.rid "
                     "WHERE u.rid > ? ORDER BY u.rid LIMIT ?", (last, chunk)).fetchall()
-                made = _MadeRows(_Rows([], [], [], []), [])
+                made = _MadeRows()
                 for rid, payload in page:
                     try:
                         record = _decode_payload(payload)
                         item_ids = store._stored_item_ids(connection, rid, record)
-                        if item_ids is None:
-                            continue  # the writer's own loop does it
-                        bib = store._bib_values(record)
-                        one = store._index_rows(rid, record, item_ids, bib)
+                        if item_ids is not None:  # else the writer's own loop does it
+                            store._make_rows(made, rid, record, item_ids)
                     except (zlib.error, ValueError, TypeError, AttributeError, LookupError):
                         continue  # the writer's own loop names it
-                    for table_name in ("vals", "toks", "facets", "sorts"):
-                        getattr(made.rows, table_name).extend(getattr(one, table_name))
-                    made.signatures.append((rid, store._bib_signature(bib)))
             finally:
                 connection.execute("COMMIT")
             if not page:

@@ -210,8 +210,7 @@ async def test_an_interrupted_bulk_load_leaves_its_indexing_to_the_next(tmp_path
         assert len([r for r in await store.get([r.id for r in records]) if r is not None]) == len(records)
         query = Clause("title", Relation.PHRASE, "图书馆")
         assert (await store.search(SearchRequest(query, limit=5_000))).total == 0
-        async with store.bulk_load():
-            pass
+        await store.index_waiting()
         assert unindexed(tmp_path) == 0
         assert sorted((await store.search(SearchRequest(query, limit=5_000))).ids) == sorted(Reference(TABLE, records).matches(query))
     finally:

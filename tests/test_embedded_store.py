@@ -148,8 +148,7 @@ async def test_what_a_killed_bulk_load_wrote_is_indexed_by_the_next_one(tmp_path
         query = Clause("title", Relation.PHRASE, "图书馆")
         assert Reference(TABLE, stored).matches(query)
         assert (await store.search(SearchRequest(query, limit=5_000))).total == 0  # not indexed yet
-        async with store.bulk_load():
-            pass
+        await store.index_waiting()
         reference = Reference(TABLE, stored)
         for query in (query, Clause("anywhere", Relation.ANY, "history 小麦"), Clause("date", Relation.WITHIN, "1990", "2000"),
                       ItemMatch(Clause("tier", Relation.EXACT, "branch"))):

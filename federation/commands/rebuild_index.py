@@ -54,15 +54,14 @@ def run(args: argparse.Namespace) -> int:
 
 async def _rebuild(store: Store, keep_old: bool) -> int:
     from indexer.elastic import ElasticsearchStore  # the client library loads only when needed
+    from indexer.embedded import EmbeddedStore
 
     started = time.monotonic()
     try:
         await store.open()
         if not isinstance(store, ElasticsearchStore):
-            waiting = (await store.stats()).unindexed
+            waiting = await store.index_waiting() if isinstance(store, EmbeddedStore) else 0
             if waiting:
-                async with store.bulk_load():  # its end indexes what a stopped ingest left
-                    pass
                 print(f"embedded store: {waiting} records an ingest stopped before its end had left unindexed, indexed")
             stats = await store.stats()
             print(f"embedded store: {stats.records} records indexed with the current index table "
